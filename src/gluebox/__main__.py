@@ -1,0 +1,5 @@
+"""Allow ``python -m gluebox``."""
+
+from gluebox.cli import main
+
+raise SystemExit(main())

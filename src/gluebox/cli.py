@@ -1,0 +1,156 @@
+"""The ``gluebox`` command: argument parsing and the one-line error contract.
+
+Each subcommand lives in ``gluebox.commands``; this module only turns the command line
+(and an optional YAML file) into arguments, and errors into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+
+from gluebox.errors import GlueboxError
+
+EPILOG = "Run `gluebox COMMAND --help` for a command's flags. Docs: README.md."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line with exit code 2 (no usage dump)."""
+
+    def error(self, message: str):
+        raise GlueboxError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are applied later so that YAML can sit between."""
+    from gluebox.config import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        names = [f"--{f.name}", *f.metadata.get("aliases", ())]
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        kind = str(f.type)
+        if kind.startswith("bool"):
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            continue
+        value_type = int if kind.startswith("int") else float if kind.startswith("float") else str
+        parser.add_argument(
+            *names, dest=f.name, type=value_type, default=argparse.SUPPRESS, help=help_text,
+            choices=f.metadata.get("choices") if f.name != "task_name" else None,
+            metavar=f.name.upper() if f.metadata.get("choices") is None or f.name == "task_name" else None,
+        )
+    parser.add_argument("--config", default=None, help="YAML file of flag values; command-line flags win over it.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gluebox", description="Fine-tune transformer encoders on GLUE tasks or your own data.", epilog=EPILOG)
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks for errors.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = commands.add_parser("train", help="Fine-tune a model and write a run directory.")
+    _add_train_flags(train)
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    evaluate = commands.add_parser("evaluate", help="Score a finished run (or checkpoint) on a split or a file.")
+    evaluate.add_argument("run", help="Run directory, or a .ckpt file inside one.")
+    evaluate.add_argument("--split", default=None, help="Split to score (default: every validation split).")
+    evaluate.add_argument("--file", default=None, help="Score this labelled file instead (task's layout, or .csv/.jsonl).")
+    evaluate.add_argument("--data_dir", default=None, help="GLUE folder to read the split from (default: the run's).")
+    evaluate.add_argument("--output", default=None, help="Also write the metrics as JSON here.")
+    evaluate.add_argument("--eval_batch_size", type=int, default=None)
+
+    predict = commands.add_parser("predict", help="Write one prediction per input row.")
+    predict.add_argument("run", help="Run directory, or a .ckpt file inside one.")
+    predict.add_argument("--split", default=None, help="Split to predict (default: the task's test split).")
+    predict.add_argument("--file", default=None, help="Predict this file instead (.tsv/.csv/.jsonl).")
+    predict.add_argument("--data_dir", default=None, help="GLUE folder to read the split from (default: the run's).")
+    predict.add_argument("--task_name", default=None, help="Predict another GLUE task's data with this run (e.g. ax with an mnli run).")
+    predict.add_argument("--output", required=True, help="Where to write: .tsv (GLUE submission format), .csv or .jsonl.")
+    predict.add_argument("--eval_batch_size", type=int, default=None)
+
+    cache = commands.add_parser("cache", help="Download a model, its tokenizer and a task's data for offline use.")
+    cache.add_argument("--model_name_or_path", default="distilbert-base-uncased")
+    cache.add_argument("--task_name", default="mrpc")
+    cache.add_argument("--data_dir", default=None, help="Check a local GLUE folder instead of downloading the data.")
+    cache.add_argument("--no_data", action="store_true", help="Cache only the model and tokenizer.")
+
+    plot = commands.add_parser("plot", help="Plot validation loss and the main metric per epoch of runs.")
+    plot.add_argument("runs", nargs="+", help="Run directories.")
+    plot.add_argument("--output", default="learning_curves.png", help="PNG to write; a .md table is written beside it.")
+    plot.add_argument("--title", default=None)
+
+    compare = commands.add_parser("compare", help="Tell whether two runs are identical.")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    return parser
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """Defaults, then the YAML file, then the command line."""
+    from gluebox.config import TrainConfig, load_yaml_config
+
+    values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
+    cli_values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**(values | cli_values))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from gluebox.commands.train import train
+
+        train(resolve_train_config(args))
+        return 0
+    if args.command == "evaluate":
+        from gluebox.commands.evaluate import evaluate
+
+        evaluate(args.run, split=args.split, file=args.file, data_dir=args.data_dir, output=args.output, batch_size=args.eval_batch_size)
+        return 0
+    if args.command == "predict":
+        from gluebox.commands.predict import predict
+
+        predict(args.run, output=args.output, split=args.split, file=args.file, data_dir=args.data_dir,
+                task_name=args.task_name, batch_size=args.eval_batch_size)
+        return 0
+    if args.command == "cache":
+        from gluebox.commands.cache import cache
+
+        cache(args.model_name_or_path, args.task_name, data_dir=args.data_dir, with_data=not args.no_data)
+        return 0
+    if args.command == "plot":
+        from gluebox.commands.plot import plot
+
+        plot(args.runs, args.output, title=args.title)
+        return 0
+    if args.command == "compare":
+        from gluebox.commands.compare import compare
+
+        return 0 if compare(args.run_a, args.run_b) else 1
+    build_parser().print_help()
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or os.environ.get("GLUEBOX_DEBUG") == "1"
+    try:
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except GlueboxError as error:
+        from gluebox.tracking import redact
+
+        if debug:
+            traceback.print_exc()
+        print(f"gluebox: error: {redact(str(error))}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("gluebox: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("gluebox: error: out of memory; lower --train_batch_size or set --memory_budget", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""``gluebox evaluate``: score a finished run on its validation splits, another split, or a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gluebox.errors import GlueboxError
+
+
+def evaluate(path: str, split: str | None = None, file: str | None = None, data_dir: str | None = None,
+             output: str | None = None, batch_size: int | None = None) -> dict:
+    from gluebox.data.encoding import encode
+    from gluebox.data.sources import load_split
+    from gluebox.inference import load_run, loader, trainer
+    from gluebox.module import GlueClassifier, OptimConfig
+
+    loaded = load_run(path)
+    config, task = loaded.config, loaded.task
+    if data_dir is not None:
+        config.data_dir = data_dir
+    if file is not None:
+        splits = {Path(file).name: load_split(config, task, "validation", file=file)}
+    else:
+        names = [split] if split else list(task.validation_splits)
+        if any(name.startswith("test") for name in names):
+            raise GlueboxError(f"split '{split}' has no labels to score; use `gluebox predict` for test splits")
+        splits = {name: load_split(config, task, name) for name in names}
+    results: dict[str, dict] = {}
+    for name, examples in splits.items():
+        encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
+        module = GlueClassifier(loaded.model, task, OptimConfig(1.0, 0.0, 1e-8, 0, 0.0), [name])
+        trainer(config).validate(module, dataloaders=loader(loaded, encoded, batch_size), verbose=False)
+        metrics = {k.split("/", 1)[1]: v for k, v in module.last_validation.items()}
+        metrics["examples"] = len(examples)
+        results[name] = metrics
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{name}: {shown} ({len(examples)} examples, weights {loaded.weights})", flush=True)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results

@@ -1,0 +1,65 @@
+"""``gluebox predict``: one prediction per input row, as GLUE submission TSV, CSV or JSON Lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import atomic_write_text
+
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def format_predictions(ids: list[str], values: list, fmt: str) -> str:
+    """GLUE's ``index<TAB>prediction`` for .tsv; ``id,prediction`` for .csv; objects for .jsonl."""
+    if fmt == "jsonl":
+        return "".join(json.dumps({"id": i, "prediction": v}) + "\n" for i, v in zip(ids, values))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer.writerow(["index", "prediction"] if fmt == "tsv" else ["id", "prediction"])
+    writer.writerows(zip(ids, values))
+    return buffer.getvalue()
+
+
+def predict(path: str, output: str, split: str | None = None, file: str | None = None, data_dir: str | None = None,
+            task_name: str | None = None, batch_size: int | None = None) -> Path:
+    import torch
+
+    from gluebox.data.encoding import encode
+    from gluebox.data.sources import load_split
+    from gluebox.inference import load_run, loader, trainer
+    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.tasks import GLUE_TASKS
+
+    fmt = FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise GlueboxError(f"--output {output}: use a .tsv (GLUE submission), .csv or .jsonl file name")
+    loaded = load_run(path)
+    config, task = loaded.config, loaded.task
+    if data_dir is not None:
+        config.data_dir = data_dir
+    data_task = task
+    if task_name is not None:
+        if task_name not in GLUE_TASKS:
+            raise GlueboxError(f"unknown task '{task_name}'")
+        data_task = GLUE_TASKS[task_name]
+        if data_task.labels != task.labels:
+            raise GlueboxError(f"this run was trained on {task.name}, whose labels do not match {task_name}'s")
+        config.task_name = task_name
+    split = split or data_task.test_splits[0]
+    examples = load_split(config, data_task, split if file is None else "test", file=file)
+    encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
+    module = GlueClassifier(loaded.model, task, OptimConfig(1.0, 0.0, 1e-8, 0, 0.0), [])
+    batches = trainer(config).predict(module, dataloaders=loader(loaded, encoded, batch_size))
+    values = torch.cat(batches).tolist() if batches else []
+    if task.is_regression:
+        values = [round(float(v), 6) for v in values]
+    else:
+        values = [task.labels[int(v)] for v in values]
+    target = Path(output)
+    atomic_write_text(target, format_predictions(examples.ids, values, fmt))
+    print(f"wrote {len(values)} predictions to {target}", flush=True)
+    return target

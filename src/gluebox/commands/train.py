@@ -1,0 +1,214 @@
+"""The training recipe, top to bottom: data, model, run directory, Lightning, summary.
+
+All checks of the user's input run before the run directory is created, so bad input
+never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from gluebox.config import TrainConfig
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import (
+    CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory,
+)
+
+
+def default_run_path(config: TrainConfig) -> Path:
+    """``$GLUEBOX_RUNS_DIR`` (or ``runs``) / ``<task>-<model>-<yyyymmdd-hhmmss>``."""
+    parent = Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs"))
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(config.model_name_or_path.rstrip("/")).name) or "model"
+    stem = f"{config.task_name}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = parent / stem, 1
+    while path.exists():
+        n += 1
+        path = parent / f"{stem}-{n}"
+    return path
+
+
+def quiet_libraries() -> None:
+    """Keep the console to our progress bar and lines, not library banners."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import lightning  # noqa: F401  (sets its loggers to INFO on import; lower them after)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def train(config: TrainConfig) -> RunDirectory:
+    """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory."""
+    started = time.time()
+    config.validate()
+    quiet_libraries()
+    run = RunDirectory.check_new(config.output_dir or default_run_path(config), config.overwrite)
+    config.output_dir = str(run.path)
+
+    import lightning as L
+
+    from gluebox.callbacks import AtomicCheckpointIO, BestModelExporter, EpochRecorder
+    from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
+    from gluebox.data.encoding import encode
+    from gluebox.data.sources import load_split, resolve_task
+    from gluebox.environment import describe
+    from gluebox.hardware import configure_threads, device_name
+    from gluebox import memory, resources
+    from gluebox.model import check_tokenizer_fits, load_model, load_tokenizer
+    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.tracking import wandb_logger
+
+    threads = configure_threads(config.num_threads)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    # 1. Data: read and tokenize every split now, so that bad rows fail before anything is written.
+    task = resolve_task(config)
+    tokenizer = load_tokenizer(config.model_name_or_path)
+    examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
+    for split in task.validation_splits:
+        examples[split] = load_split(config, task, split).head(config.max_eval_samples)
+    encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
+
+    # 2. Model, with the task's head and our dropout rate, in train mode.
+    model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
+    check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
+    plan = memory.plan(
+        config.train_batch_size,
+        config.micro_batch_size,
+        config.memory_budget,
+        sum(p.numel() for p in model.parameters()),
+        model.config,
+        int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
+    )
+    print(plan.describe(), flush=True)
+
+    # 3. The run directory: from here on the run exists, marked "running" until it completes.
+    run.create(config.overwrite)
+    device = device_name(config.accelerator)
+    run.write_config(config.to_dict())
+    run.write_json(TASK, task.to_dict())
+    run.write_json(MEMORY_PLAN, plan.to_dict())
+    run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads})
+
+    # 4. Lightning: loaders, callbacks, trainer.
+    from torch.utils.data import DataLoader
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_to = config.max_seq_length if config.padding == "max_length" else None
+    train_split = encoded["train"]
+    train_loader = DataLoader(
+        train_split,
+        batch_sampler=TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length),
+        collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size),
+    )
+    val_loaders = [
+        DataLoader(encoded[s], batch_size=config.eval_batch_size, collate_fn=Collator(encoded[s], pad_id, pad_to))
+        for s in task.validation_splits
+    ]
+    monitor = f"{task.validation_splits[0]}/{task.main_metric}"
+    checkpoint_dir = Path(config.checkpoint_dir or run.file(CHECKPOINTS))
+    recorder = EpochRecorder(run)
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
+            save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
+        ),
+        ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False),
+        recorder,
+        BestModelExporter(run, tokenizer, monitor),
+    ]
+    logger = wandb_logger(config, run.path, run.path.name)
+    if logger is not None:
+        logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
+    trainer = L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        max_epochs=config.epochs,
+        deterministic=True,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        default_root_dir=run.path,
+        num_sanity_val_steps=0,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        log_every_n_steps=10,
+        plugins=[AtomicCheckpointIO()],
+    )
+    module = GlueClassifier(
+        model,
+        task,
+        OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
+        list(task.validation_splits),
+    )
+
+    # 5. Train, validating after every epoch.
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+    except BaseException as error:
+        run.set_status("failed", error=type(error).__name__)
+        raise
+    if trainer.interrupted or len(recorder.records) < config.epochs:
+        run.set_status("interrupted", epochs_completed=len(recorder.records))
+        raise GlueboxError(f"training was interrupted after {len(recorder.records)} epoch(s); {run.path} is incomplete")
+
+    # 6. Summary: final and best metrics, fingerprint, time and memory.
+    summary = build_summary(recorder.records, task, monitor, config, plan, encoded["train"], started, device, threads)
+    summary["steps"] = trainer.global_step
+    run.write_json(SUMMARY, summary)
+    if logger is not None:
+        logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+        logger.finalize("success")
+        import wandb
+
+        wandb.finish()
+    run.set_status("complete", wall_time_seconds=summary["wall_time_seconds"])
+    final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items() if isinstance(v, float))
+    print(f"run complete: {run.path} ({final})", flush=True)
+    return run
+
+
+def build_summary(records, task, monitor, config, plan, train_split, started, device, threads) -> dict:
+    from gluebox import resources
+
+    def metrics_only(record: dict) -> dict:
+        return {k: v for k, v in record.items() if not k.startswith("perf/")}
+
+    best = records[0]
+    for record in records[1:]:
+        if record[monitor] > best[monitor]:
+            best = record
+    fingerprint_key = f"{task.validation_splits[0]}/fingerprint"
+    return {
+        "status": "complete",
+        "task": task.name,
+        "model": config.model_name_or_path,
+        "seed": config.seed,
+        "epochs": len(records),
+        "main_metric": monitor,
+        "final": metrics_only(records[-1]),
+        "best_epoch": best["epoch"],
+        "best": metrics_only(best),
+        "fingerprint": records[-1][fingerprint_key],
+        "best_fingerprint": best[fingerprint_key],
+        "wall_time_seconds": time.time() - started,
+        "train_seconds": sum(r["perf/epoch_seconds"] for r in records),
+        "peak_rss_mb": resources.peak_rss_bytes() / 2**20,
+        "train_examples": len(train_split),
+        "train_tokens_per_epoch": train_split.num_tokens,
+        "micro_batch_size": plan.micro_batch_size,
+        "device": device,
+        "torch_threads": threads,
+    }

@@ -1,0 +1,237 @@
+"""Training configuration: one dataclass, one documented field per flag.
+
+Defaults follow the course-project script that gluebox grows out of (see the README for
+the few that changed and why). Values come from three layers, later ones winning:
+the defaults here, a YAML file (``--config run.yaml``) and the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gluebox.errors import GlueboxError
+from gluebox.tasks import GLUE_TASK_NAMES
+
+
+def _arg(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose ``help`` text becomes the flag's ``--help`` line."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Each field is a ``gluebox train`` flag."""
+
+    # What to train.
+    model_name_or_path: str = _arg(
+        "distilbert-base-uncased",
+        "Hugging Face model id or local directory that AutoModelForSequenceClassification loads.",
+    )
+    task_name: str = _arg(
+        "mrpc",
+        "GLUE task (or a name for your own data with --train_file).",
+        choices=GLUE_TASK_NAMES,
+    )
+    data_dir: str | None = _arg(
+        None,
+        "Folder of standard GLUE TSV files (train.tsv, dev.tsv, test.tsv). Default: the hub dataset nyu-mll/glue.",
+    )
+    train_file: str | None = _arg(None, "Your own training data: a .csv, .tsv or .jsonl file.")
+    validation_file: str | None = _arg(None, "Your own validation data (same format as --train_file).")
+    test_file: str | None = _arg(None, "Your own unlabelled test data, for `gluebox predict`.")
+    text_column: str = _arg("sentence1", "Column of the first text in --train_file data.")
+    text_pair_column: str | None = _arg(
+        "sentence2", "Column of the second text in --train_file data; 'none' for single sentences."
+    )
+    label_column: str = _arg("label", "Column of the label (or score) in --train_file data.")
+    problem_type: str = _arg(
+        "auto",
+        "For --train_file data: classification, regression, or auto (regression when labels are non-integer numbers).",
+        choices=("auto", "classification", "regression"),
+    )
+    max_train_samples: int | None = _arg(None, "Use only the first N training examples (quick runs).")
+    max_eval_samples: int | None = _arg(None, "Use only the first N examples of each validation split.")
+
+    # The maths of the course-project script.
+    learning_rate: float = _arg(2e-5, "Peak learning rate of AdamW.", aliases=("--lr",))
+    weight_decay: float = _arg(0.0, "AdamW weight decay (never applied to biases and LayerNorm weights).")
+    adam_epsilon: float = _arg(1e-8, "AdamW epsilon.")
+    warmup_steps: int = _arg(50, "Optimizer steps of linear warmup before the linear decay to zero.")
+    dropout_rate: float = _arg(0.1, "Dropout probability set on every dropout field of the model's config.")
+    gradient_clip_val: float = _arg(1.0, "Clip the global gradient norm to this value; 0 turns clipping off.")
+    train_batch_size: int = _arg(32, "Examples per optimizer step (the effective batch).")
+    eval_batch_size: int = _arg(32, "Examples per evaluation batch.")
+    max_seq_length: int = _arg(128, "Longest input in tokens; longer pairs are truncated.")
+    epochs: int = _arg(3, "Number of training epochs.", aliases=("--num_epochs",))
+    seed: int = _arg(42, "Seed for weights of the new head, dropout and data order.")
+
+    # How batches are built (speed and memory; none of these change the maths).
+    padding: str = _arg(
+        "dynamic",
+        "dynamic: pad each micro-batch to its longest example. max_length: pad every example to "
+        "--max_seq_length, as the course project did.",
+        choices=("dynamic", "max_length"),
+    )
+    group_by_length: bool = _arg(
+        True,
+        "Put examples of similar length in the same batch (seeded, deterministic). "
+        "--no-group_by_length gives plain shuffled batches, as the course project did.",
+    )
+    micro_batch_size: int | None = _arg(
+        None,
+        "Examples per forward/backward pass; gradients of a batch are accumulated over micro-batches. "
+        "Default: the whole batch, or what --memory_budget allows.",
+    )
+    memory_budget: str | None = _arg(
+        None,
+        "Keep the run under this much memory, e.g. 2GB; gluebox picks the micro-batch size. "
+        "Default: the container's memory limit when there is one.",
+    )
+    num_threads: int | None = _arg(
+        None, "Torch CPU threads. Default: the CPUs this process may use (the container's CPU quota included)."
+    )
+
+    # Where things go.
+    output_dir: str | None = _arg(
+        None,
+        "Run directory. Default: $GLUEBOX_RUNS_DIR (or ./runs) / <task>-<model>-<time>.",
+    )
+    checkpoint_dir: str | None = _arg(None, "Where checkpoints go. Default: <output_dir>/checkpoints.")
+    overwrite: bool = _arg(False, "Replace an existing run directory.")
+
+    # Tracking.
+    wandb_mode: str = _arg(
+        "auto",
+        "auto: online when a W&B API key is configured, else offline (sync later with `wandb sync`). "
+        "disabled: no W&B at all.",
+        choices=("auto", "online", "offline", "disabled"),
+    )
+    wandb_project: str = _arg("gluebox", "W&B project.")
+    wandb_run_name: str | None = _arg(None, "W&B run name. Default: the run directory's name.")
+    log_model: bool = _arg(False, "Upload the best checkpoint to W&B as an artifact.")
+    progress_bar: bool = _arg(True, "Show a progress bar.")
+
+    # Hardware.
+    accelerator: str = _arg("auto", "cpu, gpu, mps or auto.")
+    devices: int = _arg(1, "Number of devices.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Reject values that cannot work, with a line that says how to fix them."""
+        positive_ints = ("train_batch_size", "eval_batch_size", "max_seq_length", "epochs", "devices")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if value < 1:
+                raise GlueboxError(f"--{name} must be at least 1, got {value}")
+        for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise GlueboxError(f"--{name} must be at least 1, got {value}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise GlueboxError(f"--learning_rate must be a positive number, got {self.learning_rate}")
+        if self.adam_epsilon <= 0:
+            raise GlueboxError(f"--adam_epsilon must be positive, got {self.adam_epsilon}")
+        if self.weight_decay < 0:
+            raise GlueboxError(f"--weight_decay must be 0 or more, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise GlueboxError(f"--warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if not 0 <= self.dropout_rate < 1:
+            raise GlueboxError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if self.gradient_clip_val < 0:
+            raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
+        if self.memory_budget is not None:
+            parse_bytes(self.memory_budget)
+        if self.train_file is None and self.task_name not in GLUE_TASK_NAMES:
+            raise GlueboxError(
+                f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
+                "or give your own data with --train_file"
+            )
+        if self.text_pair_column is not None and self.text_pair_column.lower() == "none":
+            self.text_pair_column = None
+        return self
+
+    @property
+    def uses_custom_files(self) -> bool:
+        return self.train_file is not None or self.validation_file is not None
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"2GB"`` -> 2_000_000_000; ``"1.5GiB"`` -> 1_610_612_736; a bare number is bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise GlueboxError(f"cannot read memory size '{text}'; write it like 2GB, 1500MB or 1.5GiB")
+    number, unit = match.groups()
+    unit = (unit or "").lower().rstrip("b")
+    return int(float(number) * _UNITS[unit])
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(TrainConfig))
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    """Read a YAML file of flag values; unknown keys and malformed YAML are one-line errors."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise GlueboxError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise GlueboxError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise GlueboxError(f"config file {path} is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GlueboxError(f"config file {path} must be a mapping of flag names to values")
+    known = {f.name: f for f in config_fields()}
+    aliases = {a.lstrip("-"): f.name for f in config_fields() for a in f.metadata.get("aliases", ())}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = aliases.get(str(key), str(key))
+        if name not in known:
+            close = ", ".join(sorted(n for n in known if n.split("_")[0] in str(key))) or "see `gluebox train --help`"
+            raise GlueboxError(f"config file {path}: unknown key '{key}' (known keys: {close})")
+        values[name] = _coerce(known[name], value, path)
+    return values
+
+
+def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+    """Check a YAML value against the field's type, allowing ints for floats."""
+    if value is None:
+        return None
+    kind = str(f.type)
+    try:
+        if kind.startswith("bool"):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind.startswith("int"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError
+            return value
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise GlueboxError(
+            f"config file {source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
+        ) from None

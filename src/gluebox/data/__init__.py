@@ -1,0 +1,1 @@
+"""Reading, tokenizing and batching text-classification data."""

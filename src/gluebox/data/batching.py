@@ -1,0 +1,115 @@
+"""Which examples share a batch, and how a batch becomes padded tensors.
+
+Two choices here change speed and memory but not the maths:
+
+- ``padding``: pad to the longest example of each micro-batch ("dynamic") or to
+  ``max_seq_length`` (the course project's way). Padded positions are masked, so the
+  losses agree to float rounding.
+- length grouping: shuffle with a seeded generator, then sort within windows of
+  ``50 * batch_size`` examples so that a batch holds examples of similar length, then
+  shuffle the order of the batches. Without it, batches are plain shuffled slices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gluebox.data.encoding import EncodedSplit
+
+MEGA_BATCH_FACTOR = 50
+"""Length grouping sorts windows of this many batches (as Hugging Face's LengthGroupedSampler)."""
+
+
+class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Seeded, per-epoch deterministic batches of example indices.
+
+    Lightning calls :meth:`set_epoch` before each epoch, so epoch ``e`` always gets the
+    same batches for the same seed, whatever ran before (a resumed run included).
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        return iter(self.batches(self.epoch))
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
+        if not self.group_by_length:
+            return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        window = self.batch_size * MEGA_BATCH_FACTOR
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffled]
+
+
+@dataclass
+class TrainBatch:
+    """One optimizer step's examples, split into micro-batches that are run one at a time."""
+
+    micro_batches: list[dict[str, torch.Tensor]]
+    num_examples: int
+    num_tokens: int
+    """Real (non-pad) tokens in the batch."""
+
+
+class Collator:
+    """Gathers examples by index and pads them into tensors."""
+
+    def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None, micro_batch_size: int | None = None):
+        self.split = split
+        self.pad_token_id = pad_token_id
+        self.pad_to = pad_to
+        self.micro_batch_size = micro_batch_size
+
+    def pad(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        rows = [self.split.input_ids[i] for i in indices]
+        width = self.pad_to or max(len(r) for r in rows)
+        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if self.split.token_type_ids is not None:
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for row, index in enumerate(indices):
+                ids = self.split.token_type_ids[index]
+                types[row, : len(ids)] = ids
+            batch["token_type_ids"] = torch.from_numpy(types)
+        if self.split.labels is not None:
+            batch["labels"] = torch.from_numpy(self.split.labels[indices])
+        return batch
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.pad(list(indices))
+
+
+class TrainCollator(Collator):
+    """Pads each micro-batch of a training batch separately."""
+
+    def __call__(self, indices: list[int]) -> TrainBatch:
+        indices = list(indices)
+        size = self.micro_batch_size or len(indices)
+        micro = [self.pad(indices[i : i + size]) for i in range(0, len(indices), size)]
+        tokens = int(sum(len(self.split.input_ids[i]) for i in indices))
+        return TrainBatch(micro, len(indices), tokens)

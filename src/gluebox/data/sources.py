@@ -1,0 +1,187 @@
+"""Turn a config into labelled splits: from GLUE TSV folders, the user's own files, or the hub."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from gluebox.config import TrainConfig
+from gluebox.data.examples import Examples
+from gluebox.data.readers import Row, detect_format, read_rows
+from gluebox.errors import GlueboxError
+from gluebox.tasks import GLUE_TASKS, Task, TsvLayout, custom_task
+
+HUB_DATASET = "nyu-mll/glue"
+"""The hub dataset that GLUE tasks load from when no --data_dir is given."""
+
+
+def resolve_task(config: TrainConfig) -> Task:
+    """The task of a run: a GLUE task, or one built from the user's training file."""
+    if not config.uses_custom_files:
+        task = GLUE_TASKS[config.task_name]
+        if not task.validation_splits and config.train_file is None:
+            raise GlueboxError(
+                f"task '{task.name}' has no training data; train on mnli and run "
+                f"`gluebox predict RUN --task_name {task.name}`"
+            )
+        return task
+    if config.train_file is None:
+        raise GlueboxError("--validation_file needs --train_file too (the labels come from the training file)")
+    rows = read_rows(config.train_file)
+    _require_columns(config.train_file, rows, _custom_columns(config, labelled=True))
+    raw = [row[config.label_column].strip() for row in rows]
+    problem = config.problem_type
+    if problem == "auto":
+        problem = "regression" if _looks_like_scores(raw) else "classification"
+    if problem == "regression":
+        return custom_task(config.task_name, config.text_column, config.text_pair_column, ())
+    labels = sorted(set(raw), key=_label_sort_key)
+    if "" in labels:
+        line = rows[raw.index("")]["__line__"]
+        raise GlueboxError(f"{config.train_file}, line {line}: empty label in column '{config.label_column}'")
+    if len(labels) < 2:
+        raise GlueboxError(f"{config.train_file}: every row has label '{labels[0]}'; classification needs two or more")
+    return custom_task(config.task_name, config.text_column, config.text_pair_column, tuple(labels))
+
+
+def load_split(config: TrainConfig, task: Task, split: str, file: str | None = None) -> Examples:
+    """One split of the task's data, labelled unless it is a test split.
+
+    ``file`` reads that file in the task's layout instead (``gluebox evaluate --file``).
+    """
+    labelled = not split.startswith("test")
+    if file is not None or config.uses_custom_files:
+        path = file or {"train": config.train_file, "test": config.test_file}.get(split, config.validation_file)
+        if path is None:
+            raise GlueboxError(f"no {split} data: pass --{split if split in ('train', 'test') else 'validation'}_file")
+        if task.name in GLUE_TASKS and not config.uses_custom_files and detect_format(path) == "tsv":
+            layout = task.tsv if labelled else task.test_tsv
+            return _from_rows(task, read_rows(path, header=_header(layout)), layout, labelled, path)
+        layout = TsvLayout(config.text_column, config.text_pair_column, config.label_column)
+        layout = _custom_layout(layout, read_rows(path), labelled)
+        return _from_rows(task, read_rows(path), layout, labelled, path)
+    if config.data_dir is not None:
+        path = _glue_file(config.data_dir, task, split)
+        layout = task.tsv if labelled else task.test_tsv
+        return _from_rows(task, read_rows(path, "tsv", header=_header(layout)), layout, labelled, path)
+    return _from_hub(task, split, labelled)
+
+
+def _header(layout: TsvLayout) -> list[str] | None:
+    return list(layout.columns) if layout.columns else None
+
+
+def _glue_file(data_dir: str, task: Task, split: str) -> Path:
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise GlueboxError(f"--data_dir {data_dir} is not a folder")
+    if not (folder / task.split_files["train"]).exists() and (folder / task.glue_folder).is_dir():
+        folder = folder / task.glue_folder
+    path = folder / task.split_files[split]
+    if not path.exists():
+        present = ", ".join(sorted(p.name for p in folder.glob("*.tsv"))) or "no .tsv files"
+        raise GlueboxError(
+            f"{folder} has no {path.name} for the {split} split of {task.name} ({present}); "
+            f"point --data_dir at GLUE's {task.glue_folder} folder"
+        )
+    return path
+
+
+def _custom_columns(config: TrainConfig, labelled: bool) -> list[str]:
+    columns = [config.text_column]
+    if config.text_pair_column:
+        columns.append(config.text_pair_column)
+    if labelled:
+        columns.append(config.label_column)
+    return columns
+
+
+def _custom_layout(layout: TsvLayout, rows: list[Row], labelled: bool) -> TsvLayout:
+    index = next((name for name in ("idx", "index", "id") if name in rows[0]), None)
+    return TsvLayout(layout.text_a, layout.text_b, layout.label if labelled else None, index=index)
+
+
+def _require_columns(path, rows: list[Row], columns: list[str]) -> None:
+    present = [name for name in rows[0] if name != "__line__"]
+    for name in columns:
+        if name not in rows[0]:
+            raise GlueboxError(
+                f"{path}: no column '{name}' (columns: {', '.join(present)}); "
+                "name the right ones with --text_column, --text_pair_column and --label_column"
+            )
+
+
+def _from_rows(task: Task, rows: list[Row], layout: TsvLayout, labelled: bool, path) -> Examples:
+    columns = [layout.text_a] + ([layout.text_b] if layout.text_b else [])
+    if labelled and layout.label:
+        columns.append(layout.label)
+    _require_columns(path, rows, columns)
+    text_a, text_b, labels, ids = [], [] if layout.text_b else None, [] if labelled else None, []
+    for number, row in enumerate(rows):
+        line = row["__line__"]
+        for column in columns[: 2 if layout.text_b else 1]:
+            if not row[column].strip():
+                raise GlueboxError(f"{path}, line {line}: empty text in column '{column}'; fill it in or remove the row")
+        text_a.append(row[layout.text_a])
+        if text_b is not None:
+            text_b.append(row[layout.text_b])
+        if labels is not None:
+            labels.append(_parse_label(task, row[layout.label].strip(), path, line))
+        ids.append(row[layout.index].strip() if layout.index and layout.index in row else str(number))
+    return Examples(text_a, text_b, labels, ids, str(path))
+
+
+def _parse_label(task: Task, raw: str, path, line: str) -> int | float:
+    if task.is_regression:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise GlueboxError(f"{path}, line {line}: score '{raw}' is not a number; {task.name} needs numeric scores")
+        return value
+    name = task.label_aliases.get(raw, raw)
+    if name not in task.labels:
+        raise GlueboxError(
+            f"{path}, line {line}: label '{raw}' is not one of {task.name}'s labels ({', '.join(task.labels)})"
+        )
+    return task.labels.index(name)
+
+
+def _looks_like_scores(raw: list[str]) -> bool:
+    """True when every label is a number and some are not whole numbers."""
+    try:
+        values = [float(value) for value in raw]
+    except ValueError:
+        return False
+    return any(not value.is_integer() for value in values if math.isfinite(value))
+
+
+def _label_sort_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _from_hub(task: Task, split: str, labelled: bool) -> Examples:
+    """A GLUE split from the hub dataset, or from the local datasets cache when offline."""
+    try:
+        import datasets
+
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+        data = datasets.load_dataset(HUB_DATASET, task.name, split=split)
+    except Exception as error:  # datasets raises many types for "not reachable / not cached"
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise GlueboxError(
+            f"cannot load {HUB_DATASET}/{task.name} split '{split}' from the hub or the local cache ({reason}); "
+            f"run `gluebox cache --task_name {task.name}` while online, or pass --data_dir with GLUE's TSV files"
+        ) from None
+    text_b = list(data[task.text_b]) if task.text_b else None
+    labels = None
+    if labelled:
+        raw = list(data["label"])
+        labels = [float(v) for v in raw] if task.is_regression else [int(v) for v in raw]
+    ids = [str(i) for i in data["idx"]] if "idx" in data.column_names else [str(i) for i in range(len(data))]
+    return Examples(list(data[task.text_a]), text_b, labels, ids, f"{HUB_DATASET}/{task.name}:{split}")

@@ -1,0 +1,83 @@
+"""Load a finished run (or one of its checkpoints) back for evaluation and prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gluebox.config import TrainConfig
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import BEST_MODEL, TASK, RunDirectory, open_run
+from gluebox.tasks import Task
+
+
+@dataclass
+class LoadedRun:
+    run: RunDirectory
+    config: TrainConfig
+    task: Task
+    tokenizer: object
+    model: object
+    weights: str
+    """What the weights came from (for messages)."""
+
+
+def load_run(path: str) -> LoadedRun:
+    """A run directory's best model, or the weights of a ``.ckpt`` file inside a run directory."""
+    from gluebox.commands.train import quiet_libraries
+
+    quiet_libraries()
+    target = Path(path)
+    checkpoint = None
+    if target.is_file() and target.suffix == ".ckpt":
+        checkpoint = target
+        run_path = next((p for p in target.parents if (p / "config.yaml").exists()), None)
+        if run_path is None:
+            raise GlueboxError(f"{path} is not inside a gluebox run directory (no config.yaml above it)")
+        run = open_run(run_path)
+    else:
+        if not target.exists():
+            raise GlueboxError(f"{path} does not exist; give a run directory or a .ckpt file")
+        run = open_run(target)
+    config = TrainConfig(**run.read_config())
+    task = Task.from_dict(run.read_json(TASK))
+    model_dir = run.file(BEST_MODEL)
+    if not (model_dir / "config.json").exists():
+        raise GlueboxError(f"{run.path} has no saved model yet ({BEST_MODEL}/ is missing); the run did not finish an epoch")
+    from gluebox.model import load_tokenizer
+
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    weights = str(model_dir)
+    if checkpoint is not None:
+        import torch
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        model_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        model.load_state_dict(model_state)
+        weights = str(checkpoint)
+    model.eval()
+    return LoadedRun(run, config, task, tokenizer, model, weights)
+
+
+def loader(loaded: LoadedRun, encoded, batch_size: int | None):
+    from torch.utils.data import DataLoader
+
+    from gluebox.data.batching import Collator
+
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    return DataLoader(encoded, batch_size=batch_size or loaded.config.eval_batch_size, collate_fn=Collator(encoded, pad_id, None))
+
+
+def trainer(config: TrainConfig):
+    import lightning as L
+
+    from gluebox.hardware import configure_threads
+
+    configure_threads(config.num_threads)
+    return L.Trainer(
+        accelerator=config.accelerator, devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, deterministic=True,
+    )

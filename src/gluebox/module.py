@@ -1,0 +1,145 @@
+"""The LightningModule: the course project's training maths, one readable step at a time.
+
+Optimization is manual so that a batch can be run as several micro-batches with exactly
+the maths of one full batch: each micro-batch adds ``sum of its losses / batch size`` to
+the gradients, then the step clips, updates and advances the schedule once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gluebox.data.batching import TrainBatch
+from gluebox.metrics import PredictionFingerprint, predictions, task_metrics
+from gluebox.tasks import Task
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer and schedule settings of a run."""
+
+    learning_rate: float
+    weight_decay: float
+    adam_epsilon: float
+    warmup_steps: int
+    gradient_clip_val: float
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices; never decay biases and normalization weights (every 1-d parameter)."""
+    decay, no_decay = [], []
+    for _, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class GlueClassifier(L.LightningModule):
+    """Fine-tunes a sequence-classification model and evaluates it with the task's metrics."""
+
+    def __init__(self, model: nn.Module, task: Task, optim: OptimConfig, validation_splits: list[str]):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.task = task
+        self.optim = optim
+        self.validation_splits = list(validation_splits)
+        self.val_metrics = nn.ModuleList([task_metrics(task) for _ in self.validation_splits])
+        self.last_validation: dict[str, float | str] = {}
+        self.train_loss_sum = 0.0
+        self.train_examples = 0
+        self.step_losses: list[float] = []
+        """Every optimizer step's loss, in order (the golden-loss test reads these)."""
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
+
+    def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed (not averaged) loss, so micro-batches add up to the full batch's mean."""
+        if self.task.is_regression:
+            return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype), reduction="sum")
+        return F.cross_entropy(logits, labels, reduction="sum")
+
+    # Training ------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        self.train_loss_sum, self.train_examples = 0.0, 0
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss = torch.zeros((), device=self.device)
+        for micro_batch in batch.micro_batches:
+            logits = self(micro_batch)
+            loss = self.loss_sum(logits, micro_batch["labels"]) / batch.num_examples
+            self.manual_backward(loss)
+            batch_loss += loss.detach()
+        if self.optim.gradient_clip_val > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler.step()
+        loss_value = batch_loss.item()
+        self.step_losses.append(loss_value)
+        self.train_loss_sum += loss_value * batch.num_examples
+        self.train_examples += batch.num_examples
+        self.log("loss", loss_value, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.num_examples)
+        return batch_loss
+
+    @property
+    def train_loss(self) -> float:
+        return self.train_loss_sum / max(1, self.train_examples)
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, self.optim.weight_decay),
+            lr=self.optim.learning_rate,
+            eps=self.optim.adam_epsilon,
+            foreach=True,
+        )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, self.optim.warmup_steps, total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # Validation ----------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        count = len(self.validation_splits)
+        self._val_loss = [0.0] * count
+        self._val_count = [0] * count
+        self._fingerprints = [PredictionFingerprint() for _ in range(count)]
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self(batch).float()
+        labels = batch["labels"]
+        self._val_loss[dataloader_idx] += self.loss_sum(logits, labels).item()
+        self._val_count[dataloader_idx] += labels.shape[0]
+        preds = predictions(logits, self.task)
+        self.val_metrics[dataloader_idx].update(preds, labels)
+        self._fingerprints[dataloader_idx].update(preds)
+
+    def on_validation_epoch_end(self) -> None:
+        results: dict[str, float | str] = {}
+        for index, split in enumerate(self.validation_splits):
+            results[f"{split}/loss"] = self._val_loss[index] / max(1, self._val_count[index])
+            for name, value in self.val_metrics[index].compute().items():
+                results[f"{split}/{name}"] = float(value)
+            self.val_metrics[index].reset()
+            results[f"{split}/fingerprint"] = self._fingerprints[index].hexdigest()
+        self.last_validation = results
+        numeric = {k: v for k, v in results.items() if isinstance(v, float)}
+        self.log_dict(numeric, prog_bar=False, add_dataloader_idx=False, batch_size=1)
+
+    # Prediction ----------------------------------------------------------------------------
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return predictions(self(batch).float(), self.task).cpu()

@@ -1,0 +1,184 @@
+"""The run directory: what a run writes, written so that a reader can trust it.
+
+Every file is written to a temporary name and renamed into place, so a file under its
+final name is always complete. ``status.json`` says whether the run is ``running``,
+``complete``, ``failed`` or ``interrupted``; ``summary.json`` exists only for a complete run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gluebox.errors import GlueboxError
+
+CONFIG = "config.yaml"
+ENVIRONMENT = "environment.json"
+TASK = "task.json"
+METRICS_CSV = "metrics.csv"
+METRICS_JSONL = "metrics.jsonl"
+SUMMARY = "summary.json"
+STATUS = "status.json"
+MEMORY_PLAN = "memory_plan.json"
+BEST_MODEL = "best_model"
+CHECKPOINTS = "checkpoints"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_beside(path: Path) -> str:
+    """A new empty file next to ``path``, with the permissions a plain ``open`` would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all or nothing: temp file in the same folder, fsync, rename."""
+    tmp = temp_file_beside(path)
+    try:
+        with open(tmp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with one line, if ``path`` (or its nearest existing parent) cannot be written."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise GlueboxError(f"cannot create run directory {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise GlueboxError(f"cannot write to {probe}; choose a writable --output_dir")
+
+
+class RunDirectory:
+    """One run's folder and the files in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    def check_new(cls, path: str | Path, overwrite: bool) -> "RunDirectory":
+        """Check, without touching anything, that a new run may be written at ``path``."""
+        run = cls(path)
+        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+            if not overwrite:
+                raise GlueboxError(
+                    f"run directory {run.path} already exists; pass --overwrite to replace it "
+                    "or choose another --output_dir"
+                )
+        check_writable(run.path)
+        return run
+
+    def create(self, overwrite: bool) -> None:
+        """Make the folder (emptying it first when overwriting) and mark the run as running."""
+        if overwrite and self.path.exists():
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+            else:
+                self.path.unlink()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise GlueboxError(f"cannot create run directory {self.path}: {error.strerror}") from None
+        self.set_status("running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid())
+
+    def set_status(self, status: str, **details: Any) -> None:
+        current = self.status() or {}
+        current.update(details)
+        current["status"] = status
+        current["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_json(self.file(STATUS), current)
+
+    def status(self) -> dict | None:
+        return _read_json(self.file(STATUS))
+
+    @property
+    def is_complete(self) -> bool:
+        status = self.status()
+        return bool(status and status.get("status") == "complete" and self.file(SUMMARY).exists())
+
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write_json(self.file(name), data)
+
+    def read_json(self, name: str) -> Any:
+        return _read_json(self.file(name))
+
+    def write_config(self, config: dict) -> None:
+        import yaml
+
+        atomic_write_text(self.file(CONFIG), yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict:
+        import yaml
+
+        return yaml.safe_load(self.file(CONFIG).read_text(encoding="utf-8")) or {}
+
+    def append_metrics(self, record: dict) -> None:
+        """Add one epoch's record to metrics.jsonl and rewrite metrics.csv from all records."""
+        records = self.metrics() + [record]
+        lines = "".join(json.dumps(r) + "\n" for r in records)
+        atomic_write_text(self.file(METRICS_JSONL), lines)
+        columns: list[str] = []
+        for r in records:
+            columns.extend(k for k in r if k not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
+        atomic_write_text(self.file(METRICS_CSV), buffer.getvalue())
+
+    def metrics(self) -> list[dict]:
+        path = self.file(METRICS_JSONL)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise GlueboxError(f"{path} is corrupt (not valid JSON)") from None
+
+
+def open_run(path: str | Path) -> RunDirectory:
+    """An existing run directory, or a one-line error."""
+    run = RunDirectory(path)
+    if not run.file(CONFIG).exists():
+        raise GlueboxError(f"{path} is not a gluebox run directory (no {CONFIG})")
+    return run

@@ -1,0 +1,221 @@
+"""The GLUE tasks: their columns, labels, splits and metrics.
+
+``TASK_TO_KEYS`` follows ``run_glue.py`` of huggingface/transformers. File layouts follow the
+standard ``glue_data/<TASK>/`` folders written by GLUE's ``download_glue_data.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TASK_TO_KEYS: dict[str, tuple[str, str | None]] = {
+    "cola": ("sentence", None),
+    "sst2": ("sentence", None),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
+    "ax": ("premise", "hypothesis"),
+}
+
+
+@dataclass(frozen=True)
+class TsvLayout:
+    """Where a GLUE task's fields sit in its standard TSV files.
+
+    Columns are given by header name, as ``download_glue_data.py`` writes them; ``None``
+    means the file has no such column (test files have no labels).
+    """
+
+    text_a: str
+    text_b: str | None
+    label: str | None
+    index: str | None = None
+    columns: tuple[str, ...] | None = None
+    """Column names of a file without a header line (CoLA's train and dev files)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything gluebox needs to know about one classification or regression task."""
+
+    name: str
+    text_a: str
+    """Column of the first (or only) text."""
+    text_b: str | None
+    """Column of the second text of a pair; ``None`` for single-sentence tasks."""
+    labels: tuple[str, ...]
+    """Label names in id order; empty for regression."""
+    metrics: tuple[str, ...]
+    """Metric names reported on validation, e.g. ``("accuracy", "f1")``."""
+    main_metric: str
+    """The metric that plots and "best checkpoint" use (higher is better)."""
+    validation_splits: tuple[str, ...] = ("validation",)
+    """Validation split names; MNLI has two."""
+    test_splits: tuple[str, ...] = ("test",)
+    train_file: str = "train.tsv"
+    split_files: dict[str, str] = field(default_factory=dict)
+    """Split name to file name in a GLUE data folder."""
+    tsv: TsvLayout | None = None
+    test_tsv: TsvLayout | None = None
+    label_aliases: dict[str, str] = field(default_factory=dict)
+    """Other spellings of a label (as in the hub's label names) that map onto a label."""
+    glue_folder: str | None = None
+    """The task's folder name in GLUE's ``glue_data/`` (``MRPC``, ``SST-2``, ...)."""
+
+    def to_dict(self) -> dict:
+        """What a run directory records so that `evaluate` and `predict` can rebuild the task."""
+        return {
+            "name": self.name,
+            "text_a": self.text_a,
+            "text_b": self.text_b,
+            "labels": list(self.labels),
+            "metrics": list(self.metrics),
+            "main_metric": self.main_metric,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Task":
+        if data["name"] in GLUE_TASKS:
+            return GLUE_TASKS[data["name"]]
+        return custom_task(data["name"], data["text_a"], data["text_b"], tuple(data["labels"]))
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.labels
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return self.text_b is not None
+
+
+def _glue_task(name: str, labels, metrics, main_metric, tsv, test_tsv, **kwargs) -> Task:
+    text_a, text_b = TASK_TO_KEYS[name]
+    validation_splits = kwargs.pop("validation_splits", ("validation",))
+    test_splits = kwargs.pop("test_splits", ("test",))
+    split_files = {"train": "train.tsv"}
+    if validation_splits == ("validation",):
+        split_files["validation"] = "dev.tsv"
+    else:
+        for split in validation_splits:
+            split_files[split] = "dev_" + split.split("_", 1)[1] + ".tsv"
+    if test_splits == ("test",):
+        split_files["test"] = "test.tsv"
+    else:
+        for split in test_splits:
+            split_files[split] = "test_" + split.split("_", 1)[1] + ".tsv"
+    split_files.update(kwargs.pop("split_files", {}))
+    kwargs.setdefault("glue_folder", _GLUE_FOLDERS[name])
+    return Task(
+        name=name,
+        text_a=text_a,
+        text_b=text_b,
+        labels=tuple(labels),
+        metrics=tuple(metrics),
+        main_metric=main_metric,
+        validation_splits=tuple(validation_splits),
+        test_splits=tuple(test_splits),
+        split_files=split_files,
+        tsv=tsv,
+        test_tsv=test_tsv,
+        **kwargs,
+    )
+
+
+_GLUE_FOLDERS = {
+    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
+    "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "ax": "diagnostic",
+}
+
+_BINARY = ("0", "1")
+_NLI = ("entailment", "neutral", "contradiction")
+_RTE = ("entailment", "not_entailment")
+
+GLUE_TASKS: dict[str, Task] = {
+    "cola": _glue_task(
+        "cola", _BINARY, ("matthews_correlation",), "matthews_correlation",
+        TsvLayout(
+            text_a="sentence", text_b=None, label="label",
+            columns=("source", "label", "original_label", "sentence"),
+        ),
+        TsvLayout(text_a="sentence", text_b=None, label=None, index="index"),
+        label_aliases={"unacceptable": "0", "acceptable": "1"},
+    ),
+    "sst2": _glue_task(
+        "sst2", _BINARY, ("accuracy",), "accuracy",
+        TsvLayout(text_a="sentence", text_b=None, label="label"),
+        TsvLayout(text_a="sentence", text_b=None, label=None, index="index"),
+        label_aliases={"negative": "0", "positive": "1"},
+    ),
+    "mrpc": _glue_task(
+        "mrpc", _BINARY, ("accuracy", "f1"), "accuracy",
+        TsvLayout(text_a="#1 String", text_b="#2 String", label="Quality"),
+        TsvLayout(text_a="#1 String", text_b="#2 String", label=None, index="index"),
+        label_aliases={"not_equivalent": "0", "equivalent": "1"},
+    ),
+    "qqp": _glue_task(
+        "qqp", _BINARY, ("accuracy", "f1"), "accuracy",
+        TsvLayout(text_a="question1", text_b="question2", label="is_duplicate"),
+        TsvLayout(text_a="question1", text_b="question2", label=None, index="id"),
+        label_aliases={"not_duplicate": "0", "duplicate": "1"},
+    ),
+    "stsb": _glue_task(
+        "stsb", (), ("pearson", "spearmanr"), "pearson",
+        TsvLayout(text_a="sentence1", text_b="sentence2", label="score"),
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+    ),
+    "mnli": _glue_task(
+        "mnli", _NLI, ("accuracy",), "accuracy",
+        TsvLayout(text_a="sentence1", text_b="sentence2", label="gold_label"),
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+        validation_splits=("validation_matched", "validation_mismatched"),
+        test_splits=("test_matched", "test_mismatched"),
+    ),
+    "qnli": _glue_task(
+        "qnli", _RTE, ("accuracy",), "accuracy",
+        TsvLayout(text_a="question", text_b="sentence", label="label"),
+        TsvLayout(text_a="question", text_b="sentence", label=None, index="index"),
+    ),
+    "rte": _glue_task(
+        "rte", _RTE, ("accuracy",), "accuracy",
+        TsvLayout(text_a="sentence1", text_b="sentence2", label="label"),
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+    ),
+    "wnli": _glue_task(
+        "wnli", _BINARY, ("accuracy",), "accuracy",
+        TsvLayout(text_a="sentence1", text_b="sentence2", label="label"),
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+        label_aliases={"not_entailment": "0", "entailment": "1"},
+    ),
+    "ax": _glue_task(
+        "ax", _NLI, ("accuracy",), "accuracy",
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+        TsvLayout(text_a="sentence1", text_b="sentence2", label=None, index="index"),
+        validation_splits=(),
+        test_splits=("test",),
+        split_files={"test": "diagnostic.tsv"},
+    ),
+}
+"""GLUE tasks by the names ``run_glue.py`` and the ``nyu-mll/glue`` hub dataset use."""
+
+GLUE_TASK_NAMES = tuple(GLUE_TASKS)
+
+
+def custom_task(
+    name: str,
+    text_a: str,
+    text_b: str | None,
+    labels: tuple[str, ...],
+) -> Task:
+    """A task for the user's own files: accuracy (and F1 when binary), or Pearson/Spearman."""
+    if not labels:
+        return Task(name, text_a, text_b, (), ("pearson", "spearmanr"), "pearson")
+    metrics = ("accuracy", "f1") if len(labels) == 2 else ("accuracy",)
+    return Task(name, text_a, text_b, tuple(labels), metrics, "accuracy")
