@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 
+from gluebox import __version__
 from gluebox.errors import GlueboxError
 
 EPILOG = "Run `gluebox COMMAND --help` for a command's flags. Docs: README.md."
@@ -21,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line with exit code 2 (no usage dump)."""
 
     def error(self, message: str):
-        raise GlueboxError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        raise GlueboxError(f"{message} (see `{self.prog} --help`)")
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gluebox", description="Fine-tune transformer encoders on GLUE tasks or your own data.", epilog=EPILOG)
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks for errors.")
+    parser.add_argument("--version", action="version", version=f"gluebox {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     train = commands.add_parser("train", help="Fine-tune a model and write a run directory.")

@@ -29,6 +29,8 @@ STATUS = "status.json"
 MEMORY_PLAN = "memory_plan.json"
 BEST_MODEL = "best_model"
 CHECKPOINTS = "checkpoints"
+STEPS = "steps"
+"""Lightning's CSVLogger writes every optimizer step's loss, throughput and memory here."""
 
 
 def _umask() -> int:

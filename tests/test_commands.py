@@ -1,0 +1,122 @@
+"""The other commands on a real (tiny) finished run: evaluate, predict, plot, compare, cache; W&B offline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import train_args
+from fixtures import write_mrpc
+from gluebox.cli import main
+
+FAKE_KEY = "gluebox-fake-key-0123456789abcdef0123456789abcdef0123"
+
+
+@pytest.fixture(scope="module")
+def mrpc_dir(tmp_path_factory):
+    return write_mrpc(tmp_path_factory.mktemp("mrpc"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_bert, mrpc_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "done"
+    assert main(train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "2", "--train_batch_size", "8")) == 0
+    return run
+
+
+def test_evaluate_matches_the_run_and_writes_json(finished_run, tmp_path, capsys):
+    output = tmp_path / "eval.json"
+    assert main(["evaluate", str(finished_run / "checkpoints" / "last.ckpt"), "--output", str(output)]) == 0
+    scored = json.loads(output.read_text())["validation"]
+    last = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert scored["examples"] == 16
+    assert scored["accuracy"] == last["validation/accuracy"]
+    assert scored["fingerprint"] == last["validation/fingerprint"]
+    assert scored["loss"] == pytest.approx(last["validation/loss"], rel=1e-6)
+    assert "validation: loss" in capsys.readouterr().out
+
+
+def test_evaluate_a_file(finished_run, mrpc_dir, tmp_path):
+    output = tmp_path / "eval.json"
+    assert main(["evaluate", str(finished_run), "--file", str(mrpc_dir / "train.tsv"), "--output", str(output)]) == 0
+    assert json.loads(output.read_text())["train.tsv"]["examples"] == 48
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_predict_writes_one_row_per_input(finished_run, tmp_path, suffix):
+    output = tmp_path / f"MRPC{suffix}"
+    assert main(["predict", str(finished_run), "--output", str(output)]) == 0
+    lines = output.read_text().splitlines()
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in lines]
+        assert [r["id"] for r in rows] == [str(i) for i in range(10)]
+        assert {r["prediction"] for r in rows} <= {"0", "1"}
+    else:
+        separator = "\t" if suffix == ".tsv" else ","
+        assert lines[0] == ("index\tprediction" if suffix == ".tsv" else "id,prediction")
+        assert [line.split(separator)[0] for line in lines[1:]] == [str(i) for i in range(10)]
+        assert {line.split(separator)[1] for line in lines[1:]} <= {"0", "1"}
+
+
+def test_plot_writes_png_and_markdown(finished_run, tmp_path):
+    output = tmp_path / "curves.png"
+    assert main(["plot", str(finished_run), str(finished_run), "--output", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = output.with_suffix(".md").read_text().splitlines()
+    assert table[0].startswith("| run | epochs |") and "validation/accuracy" in table[0]
+    assert len(table) == 4 and table[2].startswith("| done | 2 |")
+
+
+def test_compare_reports_the_first_difference(finished_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.yaml", "task.json", "summary.json"):
+        (copy / name).write_bytes((finished_run / name).read_bytes())
+    records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    records[1]["validation/loss"] = records[1]["validation/loss"] + 1e-12
+    (copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    capsys.readouterr()
+    assert main(["compare", str(finished_run), str(copy)]) == 1
+    assert "epoch 2, validation/loss" in capsys.readouterr().out
+
+
+def test_cache_with_local_model_and_data_needs_no_network(tiny_bert, mrpc_dir, capsys):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert main(["cache", "--model_name_or_path", tiny_bert, "--task_name", "mrpc", "--data_dir", str(mrpc_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "train 48" in out and "validation 16" in out and "test 10" in out
+
+
+def test_wandb_offline_run_carries_metrics_and_never_the_key(tiny_bert, mrpc_dir, tmp_path, monkeypatch, capfd):
+    """An offline W&B run is written inside the run directory; a planted key appears nowhere."""
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = tmp_path / "tracked"
+    args = train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "1", "--train_batch_size", "8")
+    args[args.index("--wandb_mode") + 1] = "offline"
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    wandb_files = list(offline_runs[0].rglob("*.wandb"))
+    assert wandb_files and wandb_files[0].stat().st_size > 0
+    assert b"validation/accuracy" in wandb_files[0].read_bytes()
+    assert FAKE_KEY not in out + err
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
+    from gluebox.tracking import resolve_mode
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    assert resolve_mode("auto") == "online"
+    assert resolve_mode("disabled") == "disabled"

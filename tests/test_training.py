@@ -1,0 +1,196 @@
+"""Training maths on a tiny model: golden losses, determinism, and changes that must not change the maths."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import train_args
+from fixtures import write_mrpc
+from gluebox.cli import main
+from gluebox.model import load_config, load_model
+from gluebox.module import parameter_groups
+from gluebox.tasks import GLUE_TASKS
+
+GOLDEN = {
+    "steps": [
+        0.6965826153755188, 0.6826268434524536, 0.6876614689826965, 0.7274074554443359,
+        0.6950587034225464, 0.6983086466789246, 0.7023354172706604, 0.6891668438911438,
+        0.6880768537521362, 0.7053611278533936, 0.6955831050872803, 0.6961811184883118,
+    ],
+    "validation_loss": 0.6954213678836823,
+}
+"""Losses of the fixed tiny setup of test_golden_losses, recorded when the maths was last checked.
+
+Regenerate only for an intended change of the maths, and say why in the commit.
+"""
+
+
+def step_losses(run) -> list[float]:
+    with open(run / "steps" / "metrics.csv", newline="") as file:
+        return [float(row["loss"]) for row in csv.DictReader(file) if row.get("loss")]
+
+
+def records(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mrpc_dir(tmp_path_factory):
+    return write_mrpc(tmp_path_factory.mktemp("mrpc"))
+
+
+def quick(tiny_bert, mrpc_dir, output, *extra):
+    args = train_args(tiny_bert, output, "--data_dir", str(mrpc_dir), "--task_name", "mrpc",
+                      "--train_batch_size", "8", "--eval_batch_size", "8", "--max_seq_length", "64",
+                      "--warmup_steps", "2", "--learning_rate", "1e-3", *extra)
+    assert main(args) == 0
+    return output
+
+
+def test_golden_losses(tiny_bert, mrpc_dir, tmp_path):
+    """Pins the losses of a fixed tiny setup: any silent change to the maths shows up here."""
+    run = quick(tiny_bert, mrpc_dir, tmp_path / "golden", "--epochs", "2")
+    losses = step_losses(run)
+    assert len(losses) == 12
+    final = records(run)[-1]
+    assert GOLDEN["steps"] == pytest.approx(losses, rel=1e-4, abs=1e-6)
+    assert GOLDEN["validation_loss"] == pytest.approx(final["validation/loss"], rel=1e-4)
+
+
+def test_same_seed_identical_other_seed_not(tiny_bert, mrpc_dir, tmp_path, capsys):
+    a = quick(tiny_bert, mrpc_dir, tmp_path / "a", "--epochs", "2")
+    b = quick(tiny_bert, mrpc_dir, tmp_path / "b", "--epochs", "2")
+    c = quick(tiny_bert, mrpc_dir, tmp_path / "c", "--epochs", "2", "--seed", "7")
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "identical" in capsys.readouterr().out
+    assert main(["compare", str(a), str(c)]) == 1
+    assert "first difference at epoch 1" in capsys.readouterr().out
+
+
+def test_dynamic_padding_does_not_change_the_maths(tiny_bert, mrpc_dir, tmp_path):
+    """Same batches, same order: padded positions are masked, so only float rounding differs.
+
+    Dropout is off here because its random masks are drawn per tensor element, so tensors of
+    another shape draw other masks: with dropout on, the two ways differ by chance, not by maths.
+    """
+    no_dropout = ("--epochs", "2", "--dropout_rate", "0")
+    dynamic = quick(tiny_bert, mrpc_dir, tmp_path / "dynamic", *no_dropout, "--padding", "dynamic")
+    fixed = quick(tiny_bert, mrpc_dir, tmp_path / "fixed", *no_dropout, "--padding", "max_length")
+    assert step_losses(dynamic) == pytest.approx(step_losses(fixed), rel=1e-5)
+    for a, b in zip(records(dynamic), records(fixed)):
+        assert a["validation/loss"] == pytest.approx(b["validation/loss"], rel=1e-5)
+        assert a["validation/accuracy"] == b["validation/accuracy"]
+        assert a["validation/f1"] == b["validation/f1"]
+
+
+def test_micro_batches_do_not_change_the_maths(tiny_bert, mrpc_dir, tmp_path):
+    """Gradient accumulation over micro-batches gives the full batch's step (dropout off, as above)."""
+    full = quick(tiny_bert, mrpc_dir, tmp_path / "full", "--epochs", "1", "--dropout_rate", "0")
+    micro = quick(tiny_bert, mrpc_dir, tmp_path / "micro", "--epochs", "1", "--dropout_rate", "0", "--micro_batch_size", "3")
+    assert json.loads((micro / "memory_plan.json").read_text())["micro_batch_size"] == 3
+    assert step_losses(micro) == pytest.approx(step_losses(full), rel=1e-5)
+    assert records(micro)[-1]["validation/loss"] == pytest.approx(records(full)[-1]["validation/loss"], rel=1e-5)
+
+
+def test_run_directory_is_complete_and_loadable(tiny_bert, mrpc_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = quick(tiny_bert, mrpc_dir, tmp_path / "run", "--epochs", "2")
+    for name in ("config.yaml", "environment.json", "task.json", "metrics.csv", "metrics.jsonl", "summary.json",
+                 "status.json", "memory_plan.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "complete" and summary["status"] == "complete"
+    assert summary["epochs"] == 2 and len(records(run)) == 2
+    assert len(summary["fingerprint"]) == 64 and summary["peak_rss_mb"] > 100 and summary["wall_time_seconds"] > 0
+    assert summary["best"]["validation/accuracy"] == max(r["validation/accuracy"] for r in records(run))
+    with open(run / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [float(r["validation/loss"]) for r in rows] == [r["validation/loss"] for r in records(run)]
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["cpu_model"] and environment["torch_threads"] >= 1 and environment["packages"]["torch"]
+    model = AutoModelForSequenceClassification.from_pretrained(run / "best_model")
+    tokenizer = AutoTokenizer.from_pretrained(run / "best_model")
+    assert model.config.num_labels == 2 and tokenizer("a b")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_killed_run_is_recognisably_unfinished(tiny_bert, mrpc_dir, tmp_path):
+    """A SIGKILL mid-training leaves status 'running', no summary.json, and compare refuses it."""
+    run = tmp_path / "killed"
+    args = train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--train_batch_size", "2", "--epochs", "50")
+    process = subprocess.Popen([sys.executable, "-m", "gluebox", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run / "metrics.jsonl").exists(), process.stderr.read().decode()
+    assert json.loads((run / "status.json").read_text())["status"] == "running"
+    assert not (run / "summary.json").exists()
+    assert main(["compare", str(run), str(run)]) == 1
+
+
+def test_dropout_stays_on_in_training(tiny_bert, mrpc_dir, tmp_path):
+    """from_pretrained returns eval mode; gluebox must train with dropout on, after validation too."""
+    from gluebox.config import TrainConfig
+    from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
+    from gluebox.data.encoding import encode
+    from gluebox.data.sources import load_split
+    from gluebox.model import load_tokenizer
+    from gluebox.module import GlueClassifier, OptimConfig
+
+    task = GLUE_TASKS["mrpc"]
+    config = TrainConfig(data_dir=str(mrpc_dir))
+    tokenizer = load_tokenizer(tiny_bert)
+    train = encode(load_split(config, task, "train"), tokenizer, 64, False)
+    dev = encode(load_split(config, task, "validation"), tokenizer, 64, False)
+    model = load_model(tiny_bert, task, dropout_rate=0.25)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0.25 for m in dropouts)
+
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(all(m.training for m in dropouts))
+
+    module = GlueClassifier(model, task, OptimConfig(1e-3, 0.0, 1e-8, 0, 1.0), ["validation"])
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[Probe()])
+    trainer.fit(
+        module,
+        torch.utils.data.DataLoader(train, batch_sampler=TrainBatchSampler(train.lengths, 8, 0, True),
+                                    collate_fn=TrainCollator(train, 0, None)),
+        torch.utils.data.DataLoader(dev, batch_size=8, collate_fn=Collator(dev, 0, None)),
+    )
+    assert len(seen) == 12 and all(seen)
+
+
+def test_dropout_rate_reaches_distilbert_fields(tiny_distilbert):
+    config = load_config(tiny_distilbert, GLUE_TASKS["rte"], dropout_rate=0.3)
+    assert config.dropout == 0.3 and config.attention_dropout == 0.3 and config.seq_classif_dropout == 0.3
+    assert config.id2label == {0: "entailment", 1: "not_entailment"}
+
+
+def test_no_weight_decay_on_biases_and_layernorm(tiny_bert):
+    model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1)
+    decay, no_decay = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in no_decay_names)
+    assert not any(n.endswith("bias") or "LayerNorm" in n for n in decay_names)
+    assert "bert.encoder.layer.0.attention.self.query.weight" in decay_names
