@@ -9,3 +9,7 @@ class GlueboxError(Exception):
     """A problem with the user's input or environment, explained in one line with a fix."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        """The message on one line: line breaks that came from the user's data are escaped."""
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")

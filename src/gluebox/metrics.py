@@ -11,6 +11,39 @@ from torchmetrics import classification, regression
 from gluebox.tasks import Task
 
 
+class MatthewsCorrelation(torchmetrics.Metric):
+    """Matthews correlation exactly as scikit-learn computes it for GLUE's CoLA score.
+
+    torchmetrics' MatthewsCorrCoef gives non-zero values when every prediction (or every
+    target) is one class; scikit-learn, and so GLUE, gives 0 there. The confusion matrix is
+    the only state, so nothing grows with the data.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        cells = target.long() * self.num_classes + preds.long()
+        counts = torch.bincount(cells, minlength=self.num_classes**2)
+        self.confusion += counts.reshape(self.num_classes, self.num_classes).to(torch.float64)
+
+    def compute(self) -> torch.Tensor:
+        confusion = self.confusion
+        true_sum, pred_sum = confusion.sum(dim=1), confusion.sum(dim=0)
+        correct, total = confusion.trace(), confusion.sum()
+        covariance = correct * total - (true_sum * pred_sum).sum()
+        pred_variance = total**2 - (pred_sum * pred_sum).sum()
+        true_variance = total**2 - (true_sum * true_sum).sum()
+        denominator = torch.sqrt(pred_variance * true_variance)
+        if denominator == 0:
+            return torch.zeros((), dtype=torch.float64)
+        return covariance / denominator
+
+
 def _metric(name: str, num_labels: int) -> torchmetrics.Metric:
     binary = num_labels == 2
     if name == "accuracy":
@@ -18,7 +51,7 @@ def _metric(name: str, num_labels: int) -> torchmetrics.Metric:
     if name == "f1":
         return classification.BinaryF1Score()
     if name == "matthews_correlation":
-        return classification.BinaryMatthewsCorrCoef() if binary else classification.MulticlassMatthewsCorrCoef(num_labels)
+        return MatthewsCorrelation(num_labels)
     if name == "pearson":
         return regression.PearsonCorrCoef()
     if name == "spearmanr":

@@ -109,8 +109,9 @@ def _read_jsonl(path, text: str) -> list[Row]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise GlueboxError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
+        except (ValueError, RecursionError) as error:
+            reason = getattr(error, "msg", None) or type(error).__name__
+            raise GlueboxError(f"{path}, line {number}: not valid JSON ({reason})") from None
         if not isinstance(record, dict):
             raise GlueboxError(f"{path}, line {number}: each line must be a JSON object with named fields")
         row = {}

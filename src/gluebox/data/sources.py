@@ -102,13 +102,17 @@ def _custom_layout(layout: TsvLayout, rows: list[Row], labelled: bool) -> TsvLay
 
 
 def _require_columns(path, rows: list[Row], columns: list[str]) -> None:
-    present = [name for name in rows[0] if name != "__line__"]
-    for name in columns:
-        if name not in rows[0]:
-            raise GlueboxError(
-                f"{path}: no column '{name}' (columns: {', '.join(present)}); "
-                "name the right ones with --text_column, --text_pair_column and --label_column"
-            )
+    """Every row has every column; CSV and TSV rows share a header, JSON Lines records may not."""
+    for row in rows:
+        missing = next((name for name in columns if name not in row), None)
+        if missing is None:
+            continue
+        present = ", ".join(name for name in row if name != "__line__")
+        where = f"{path}" if row is rows[0] else f"{path}, line {row['__line__']}"
+        raise GlueboxError(
+            f"{where}: no column '{missing}' (columns: {present}); "
+            "name the right ones with --text_column, --text_pair_column and --label_column"
+        )
 
 
 def _from_rows(task: Task, rows: list[Row], layout: TsvLayout, labelled: bool, path) -> Examples:
