@@ -89,13 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ENV_DEFAULTS = {"model_name_or_path": "GLUEBOX_MODEL", "task_name": "GLUEBOX_TASK", "data_dir": "GLUEBOX_DATA_DIR"}
+"""Environment variables that replace a default (the Docker image sets them to what it baked in)."""
+
+
 def resolve_train_config(args: argparse.Namespace):
-    """Defaults, then the YAML file, then the command line."""
+    """Defaults, then GLUEBOX_* environment variables, then the YAML file, then the command line."""
     from gluebox.config import TrainConfig, load_yaml_config
 
+    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
     values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
     cli_values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**(values | cli_values))
+    return TrainConfig(**(env_values | values | cli_values))
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,301 @@
+"""The Docker image, run with a real engine: offline under Codespace limits, same results as the
+host, bounded memory, no leaked secrets.
+
+These tests need an image built by ``tests/container/run.sh`` (which starts the engine, bakes the
+shipped MiniLM model and the MRPC TSVs into the image, and sets the variables below). Without
+``GLUEBOX_IMAGE`` they are skipped, so the normal ``pytest`` run never touches Docker.
+
+Environment (all set by run.sh):
+  GLUEBOX_IMAGE              image tag under test
+  GLUEBOX_IMAGE_MODEL        model path inside the image (e.g. /opt/bake/model)
+  GLUEBOX_IMAGE_DATA_DIR     GLUE MRPC directory inside the image (e.g. /opt/bake/MRPC)
+  GLUEBOX_HOST_MODEL         the same model on the host
+  GLUEBOX_HOST_DATA_DIR      the same MRPC directory on the host
+  GLUEBOX_CONTAINER_REPORT   directory for the memory report (default: a temp directory)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+IMAGE = os.environ.get("GLUEBOX_IMAGE")
+
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(not IMAGE, reason="GLUEBOX_IMAGE is unset: run tests/container/run.sh"),
+]
+
+FAKE_KEY = "gluebox-fake-key-0123456789abcdef0123456789abcdef0123"
+CODESPACE = ["--cpus", "2", "--memory", "8g", "--memory-swap", "8g"]
+RUN_FILES = ["config.yaml", "environment.json", "metrics.csv", "metrics.jsonl", "summary.json"]
+SHORT = ["--max_train_samples", "64", "--max_eval_samples", "64", "--epochs", "1", "--seed", "42"]
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.skip(f"{name} is unset: run tests/container/run.sh")
+    return value
+
+
+def image_model() -> str:
+    return _env("GLUEBOX_IMAGE_MODEL")
+
+
+def image_data() -> str:
+    return _env("GLUEBOX_IMAGE_DATA_DIR")
+
+
+def report_dir() -> Path:
+    path = Path(os.environ.get("GLUEBOX_CONTAINER_REPORT") or Path(os.environ.get("TMPDIR", "/tmp")) / "gluebox-container-report")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_volume(tmp_path: Path) -> Path:
+    """A host directory the image's non-root user can write to, mounted at /runs."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)
+    return runs
+
+
+def docker(*args: str, timeout: float = 900, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:3])} ... exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_gluebox(runs: Path, gluebox_args: list[str], *, docker_args: list[str] = (), name: str | None = None,
+                rm: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``docker run`` the image offline (--network none) with ``runs`` mounted at /runs."""
+    args = ["run", "--network", "none", "--init", "-v", f"{runs}:/runs"]
+    if rm:
+        args.append("--rm")
+    if name:
+        args += ["--name", name]
+    args += [*docker_args, IMAGE, *gluebox_args]
+    start = time.monotonic()
+    proc = docker(*args, timeout=timeout)
+    print(f"docker {' '.join(args)}\n  -> exit {proc.returncode} in {time.monotonic() - start:.0f}s")
+    return proc
+
+
+def show(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+
+
+def assert_complete_run(run_dir: Path) -> dict:
+    assert run_dir.is_dir(), f"no run directory at {run_dir}"
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    assert not missing, f"{run_dir} lacks {missing}: has {sorted(p.name for p in run_dir.iterdir())}"
+    assert (run_dir / "checkpoints").is_dir(), "no checkpoints/"
+    assert (run_dir / "best_model" / "config.json").is_file(), "best_model/ is not a saved HF model"
+    assert not (run_dir / "RUNNING").exists(), "RUNNING marker left behind"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary.get("status") == "complete", summary
+    return summary
+
+
+class PeakMemory:
+    """``--cgroup-parent`` for a container; its peak memory (cgroup v1 or v2) after the container exits."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.name = f"gluebox-test-{label}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def docker_args(self) -> list[str]:
+        return ["--cgroup-parent", f"/{self.name}"]
+
+    def read(self) -> int | None:
+        for path in (Path("/sys/fs/cgroup/memory") / self.name / "memory.max_usage_in_bytes",
+                     Path("/sys/fs/cgroup") / self.name / "memory.peak"):
+            try:
+                return int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def cleanup(self) -> None:
+        root = Path("/sys/fs/cgroup")
+        for directory in [root / self.name, *(p / self.name for p in root.iterdir() if p.is_dir())]:
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+
+    def report(self, peak: int | None, limit: str, extra: dict) -> dict:
+        entry = {"label": self.label, "limit": limit, "cgroup": self.name, "peak_bytes": peak,
+                 "peak_mib": round(peak / 2**20, 1) if peak else None,
+                 "source": "memory.max_usage_in_bytes of the --cgroup-parent (includes page cache)", **extra}
+        path = report_dir() / f"memory-{self.label}.json"
+        path.write_text(json.dumps(entry, indent=2) + "\n")
+        print(f"PEAK MEMORY {self.label}: {entry['peak_mib']} MiB under --memory {limit} (written to {path})")
+        return entry
+
+
+def perf_figures(run_dir: Path) -> dict:
+    """Whatever peak-RSS/throughput figures gluebox itself recorded in summary.json, for the report."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in summary.items() if any(w in k.lower() for w in ("rss", "memory", "peak", "batch", "perf"))}
+
+
+def test_offline_full_epoch_under_codespace_limits(tmp_path):
+    """1. --network none, 2 CPUs, 8 GB: one full MRPC epoch of the baked model, complete run dir."""
+    runs = runs_volume(tmp_path)
+    meter = PeakMemory("mrpc-full-epoch-8g")
+    try:
+        proc = run_gluebox(runs, ["train", "--task_name", "mrpc", "--model_name_or_path", image_model(),
+                                  "--data_dir", image_data(), "--epochs", "1", "--seed", "42",
+                                  "--output_dir", "/runs/full-epoch"],
+                           docker_args=[*CODESPACE, *meter.docker_args], timeout=1200)
+        peak = meter.read()
+    finally:
+        meter.cleanup()
+    assert proc.returncode == 0, show(proc)
+    assert_complete_run(runs / "full-epoch")
+    meter.report(peak, "8g", {"run": "mrpc, full epoch, baked model", **perf_figures(runs / "full-epoch")})
+
+
+def test_same_result_inside_and_outside(tmp_path):
+    """2. The same short run in the container and on the host: `gluebox compare` says identical."""
+    runs = runs_volume(tmp_path)
+    common = ["train", "--task_name", "mrpc", *SHORT, "--num_threads", "2", "--wandb_mode", "disabled"]
+    inside = run_gluebox(runs, [*common, "--model_name_or_path", image_model(), "--data_dir", image_data(),
+                                "--output_dir", "/runs/inside"], docker_args=CODESPACE)
+    assert inside.returncode == 0, show(inside)
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("WANDB_API_KEY", None)
+    outside = subprocess.run([sys.executable, "-m", "gluebox", *common,
+                              "--model_name_or_path", _env("GLUEBOX_HOST_MODEL"),
+                              "--data_dir", _env("GLUEBOX_HOST_DATA_DIR"),
+                              "--output_dir", str(tmp_path / "outside")],
+                             capture_output=True, text=True, env=env, timeout=900)
+    assert outside.returncode == 0, show(outside)
+    assert_complete_run(runs / "inside")
+    assert_complete_run(tmp_path / "outside")
+
+    compared = subprocess.run([sys.executable, "-m", "gluebox", "compare", str(runs / "inside"), str(tmp_path / "outside")],
+                              capture_output=True, text=True, timeout=300)
+    print(compared.stdout)
+    assert compared.returncode == 0, show(compared)
+    assert "identical" in compared.stdout
+
+
+def make_distilbert_shaped(path: Path) -> Path:
+    """A randomly initialised DistilBERT-base-shaped classifier (66M parameters) with the bert-base-uncased
+    vocabulary (the MiniLM tokenizer), readable by the image's non-root user."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DistilBertConfig
+
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(DistilBertConfig()).save_pretrained(path)
+    AutoTokenizer.from_pretrained(_env("GLUEBOX_HOST_MODEL")).save_pretrained(path)
+    path.chmod(0o755)
+    for file in path.iterdir():
+        file.chmod(0o644)
+    return path
+
+
+def test_distilbert_batch_32_fits_2g(tmp_path):
+    """3. A DistilBERT-shaped model at batch 32 trains under --memory 2g; peak memory is reported."""
+    model = make_distilbert_shaped(tmp_path / "distilbert")
+    runs = runs_volume(tmp_path)
+    meter = PeakMemory("distilbert-b32-2g")
+    try:
+        proc = run_gluebox(runs, ["train", "--task_name", "mrpc", "--model_name_or_path", "/model",
+                                  "--data_dir", image_data(), "--train_batch_size", "32",
+                                  "--max_train_samples", "256", "--max_eval_samples", "64", "--epochs", "1",
+                                  "--seed", "42", "--output_dir", "/runs/distilbert-2g"],
+                           docker_args=["--cpus", "2", "--memory", "2g", "--memory-swap", "2g",
+                                        "-v", f"{model}:/model:ro", *meter.docker_args])
+        peak = meter.read()
+    finally:
+        meter.cleanup()
+    entry = meter.report(peak, "2g", {"run": "distilbert-shaped, batch 32, 256 train / 64 eval samples",
+                                      "exit": proc.returncode, **perf_figures(runs / "distilbert-2g")})
+    assert proc.returncode == 0, ("OOM-killed (137)? " if proc.returncode == 137 else "") + show(proc)
+    assert_complete_run(runs / "distilbert-2g")
+    # The cgroup peak counts page cache, which fills up to the limit and is then reclaimed, so it
+    # sits at ~2 GiB whenever the run reads enough files; success (no OOM kill, exit 0) is the test,
+    # the report (with gluebox's own peak RSS from summary.json) is the measurement.
+    assert entry["peak_bytes"] is None or entry["peak_bytes"] > 0
+
+
+def test_runs_as_non_root():
+    """4a. The default user is not root."""
+    proc = docker("run", "--rm", "--network", "none", "--entrypoint", "id", IMAGE, check=True, timeout=120)
+    print(proc.stdout)
+    uid = int(docker("run", "--rm", "--network", "none", "--entrypoint", "id", IMAGE, "-u",
+                     check=True, timeout=120).stdout.strip())
+    assert uid != 0, proc.stdout
+    user = docker("image", "inspect", "--format", "{{.Config.User}}", IMAGE, check=True).stdout.strip()
+    assert user and user not in ("root", "0", "0:0"), f"image USER is {user!r}"
+
+
+def stream_contains(cmd: list[str], needle: bytes, timeout: float = 900) -> bool:
+    """Whether the stdout of ``cmd`` contains ``needle``, read in chunks (works for multi-GB streams)."""
+    found, tail = False, b""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE) as proc:
+        deadline = time.monotonic() + timeout
+        while chunk := proc.stdout.read(1 << 22):
+            if needle in tail + chunk:
+                found = True
+            tail = chunk[-len(needle):]
+            assert time.monotonic() < deadline, f"{cmd} took too long"
+        assert proc.wait() == 0, f"{cmd} exited {proc.returncode}"
+    return found
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
+
+
+def test_wandb_key_leaks_nowhere(tmp_path):
+    """4b. A W&B key given at run time (--env-file) is in no image layer, log line or run-dir file."""
+    key = FAKE_KEY.encode()
+    env_file = tmp_path / "wandb.env"
+    env_file.write_text(f"WANDB_API_KEY={FAKE_KEY}\n")
+    runs = runs_volume(tmp_path)
+    name = f"gluebox-secret-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = run_gluebox(runs, ["train", "--task_name", "mrpc", "--model_name_or_path", image_model(),
+                                  "--data_dir", image_data(), "--max_train_samples", "32",
+                                  "--max_eval_samples", "32", "--epochs", "1", "--wandb_mode", "offline",
+                                  "--output_dir", "/runs/secret"],
+                           docker_args=[*CODESPACE, "--env-file", str(env_file)], name=name, rm=False)
+        assert proc.returncode == 0, show(proc)
+        assert_complete_run(runs / "secret")
+        # the key really reached the container (so the checks below mean something)
+        env = docker("inspect", "--format", "{{json .Config.Env}}", name, check=True).stdout
+        assert FAKE_KEY in env
+        # no log line
+        assert FAKE_KEY not in proc.stdout and FAKE_KEY not in proc.stderr, "key printed to the logs"
+        logs = docker("logs", name, check=True)
+        assert FAKE_KEY not in logs.stdout + logs.stderr
+        # no file of the run directory (wandb/ offline files included)
+        assert files_containing(runs / "secret", key) == []
+        # nothing the run wrote anywhere in the container's filesystem (home, /tmp, caches)
+        assert not stream_contains(["docker", "export", name], key), "key written inside the container"
+    finally:
+        docker("rm", "-f", name)
+    # no image layer, no build history, no baked environment
+    assert not stream_contains(["docker", "save", IMAGE], key), "key found in an image layer"
+    history = docker("history", "--no-trunc", IMAGE, check=True).stdout
+    config = docker("image", "inspect", IMAGE, check=True).stdout
+    assert FAKE_KEY not in history and FAKE_KEY not in config
+    assert "WANDB_API_KEY" not in config, "the image sets WANDB_API_KEY itself"
