@@ -63,3 +63,35 @@ def test_train_collator_splits_micro_batches_and_counts_real_tokens():
     assert [mb["input_ids"].shape for mb in batch.micro_batches] == [(2, 9), (2, 7), (1, 2)]
     assert batch.num_examples == 5
     assert batch.num_tokens == 26
+
+
+def test_token_cap_splits_long_batches_and_keeps_short_ones_whole():
+    split = _split([50, 48, 45, 10, 9, 8, 7, 6])
+    collator = TrainCollator(split, pad_token_id=0, pad_to=None, micro_batch_tokens=100)
+    long_batch = collator([0, 1, 2])
+    assert [mb["input_ids"].shape[0] for mb in long_batch.micro_batches] == [2, 1]
+    assert all(mb["input_ids"].numel() <= 100 for mb in long_batch.micro_batches)
+    short_batch = collator([3, 4, 5, 6, 7])
+    assert len(short_batch.micro_batches) == 1
+    mixed = collator(list(range(8)))
+    assert sorted(int(l) for mb in mixed.micro_batches for l in mb["labels"]) == sorted(split.labels.tolist())
+    assert all(mb["input_ids"].numel() <= 100 for mb in mixed.micro_batches)
+
+
+def test_memory_plan_caps_tokens_only_when_the_budget_needs_it():
+    from transformers import DistilBertConfig
+
+    from gluebox.memory import estimate_peak_bytes, plan
+
+    config, params = DistilBertConfig(), 66_955_010
+    roomy = plan(32, None, "100GB", params, config, 103)
+    assert roomy.micro_batch_tokens is None and roomy.worst_case_micro_batches == 1
+    tight = plan(32, None, "2.5GB", params, config, 103)
+    assert tight.micro_batch_tokens is not None and tight.micro_batch_tokens < 32 * 103
+    assert tight.estimated_peak_bytes <= 0.9 * 2.5e9 and not tight.over_budget
+    assert estimate_peak_bytes(params, config, tight.micro_batch_tokens + 1, 103) > 0.9 * 2.5e9
+    assert tight.worst_case_micro_batches > 1
+    hopeless = plan(32, None, "1GB", params, config, 103)
+    assert hopeless.over_budget and "WARNING" in hopeless.describe()
+    explicit = plan(32, 8, None, params, config, 103)
+    assert explicit.micro_batch_size == 8 and explicit.micro_batch_tokens is None

@@ -19,8 +19,11 @@ from dataclasses import asdict, dataclass
 from gluebox import resources
 from gluebox.config import parse_bytes
 
-BASE_PROCESS_BYTES = 550 * 2**20
-"""Resident memory of a process that has imported torch, transformers and lightning, with data loaded."""
+BASE_PROCESS_BYTES = 700 * 2**20
+"""Resident memory besides weights, optimizer state and activations: imports, data, allocator slack.
+
+Set from DistilBERT-shaped runs on 2 cores: 1.87 GB peak with one-example micro-batches, 3.2 GB with
+whole batches of 32 (benchmarks/results.json); the estimate errs high by about 0.15 GB for whole batches."""
 BYTES_PER_PARAMETER = 16
 ACT_PER_HIDDEN = 80
 ACT_PER_HEAD_TOKEN = 12
@@ -33,8 +36,10 @@ class MemoryPlan:
     """How a run's batches are split to fit its memory budget."""
 
     batch_size: int
-    micro_batch_size: int
-    accumulation_steps: int
+    micro_batch_size: int | None
+    """At most this many examples per forward/backward pass (None: no cap by count)."""
+    micro_batch_tokens: int | None
+    """At most this many padded tokens per forward/backward pass (None: no cap by tokens)."""
     budget_bytes: int | None
     budget_source: str
     estimated_peak_bytes: int
@@ -43,11 +48,38 @@ class MemoryPlan:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def worst_case_micro_batches(self) -> int:
+        """Micro-batches in a batch of the longest examples."""
+        per_micro = self.batch_size
+        if self.micro_batch_size:
+            per_micro = min(per_micro, self.micro_batch_size)
+        if self.micro_batch_tokens:
+            per_micro = min(per_micro, max(1, self.micro_batch_tokens // self.longest_sequence))
+        return -(-self.batch_size // per_micro)
+
+    @property
+    def over_budget(self) -> bool:
+        """True when even the smallest micro-batch is estimated to exceed the budget."""
+        return self.budget_bytes is not None and self.estimated_peak_bytes > self.budget_bytes
+
     def describe(self) -> str:
         budget = f"{self.budget_bytes / 1e9:.2f} GB ({self.budget_source})" if self.budget_bytes else "none"
+        warning = ""
+        if self.over_budget:
+            warning = (
+                "; WARNING: over budget even one example at a time: lower --max_seq_length, "
+                "use a smaller model or allow more memory"
+            )
+        caps = []
+        if self.micro_batch_size:
+            caps.append(f"at most {self.micro_batch_size} examples")
+        if self.micro_batch_tokens:
+            caps.append(f"at most {self.micro_batch_tokens} padded tokens")
+        split = f"micro-batches of {' and '.join(caps)}" if caps else "whole batches"
         return (
-            f"memory plan: batch {self.batch_size} = {self.accumulation_steps} x micro-batch {self.micro_batch_size}; "
-            f"estimated peak {self.estimated_peak_bytes / 1e9:.2f} GB; budget {budget}"
+            f"memory plan: batch {self.batch_size} as {split} (longest batch in {self.worst_case_micro_batches}); "
+            f"estimated peak {self.estimated_peak_bytes / 1e9:.2f} GB; budget {budget}{warning}"
         )
 
 
@@ -58,9 +90,9 @@ def _shape(model_config) -> tuple[int, int, int]:
     return hidden, layers, heads
 
 
-def estimate_peak_bytes(num_parameters: int, model_config, micro_batch_size: int, sequence_length: int) -> int:
+def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence_length: int) -> int:
+    """Peak RSS of a training step over ``tokens`` padded tokens in sequences of ``sequence_length``."""
     hidden, layers, heads = _shape(model_config)
-    tokens = micro_batch_size * sequence_length
     per_layer = tokens * hidden * (ACT_PER_HIDDEN + ACT_PER_HEAD_TOKEN * heads * sequence_length / hidden)
     return int(BASE_PROCESS_BYTES + BYTES_PER_PARAMETER * num_parameters + layers * per_layer)
 
@@ -82,27 +114,33 @@ def plan(
     model_config,
     longest_sequence: int,
 ) -> MemoryPlan:
-    """The largest micro-batch (at most the batch) whose estimated peak fits the budget."""
+    """Cap micro-batches by padded tokens so that the estimated peak fits the budget.
+
+    The cap is the largest token count whose estimate, at the longest sequence, stays under
+    ``SAFETY`` times the budget; batches of short examples still run whole.
+    """
     budget, source = resolve_budget(memory_budget)
-    if micro_batch_size is not None:
-        size, source = min(micro_batch_size, batch_size), "--micro_batch_size" if budget is None else source
-    elif budget is None:
-        size = batch_size
-    else:
-        size = 1
-        for candidate in range(batch_size, 0, -1):
-            if estimate_peak_bytes(num_parameters, model_config, candidate, longest_sequence) <= budget * SAFETY:
-                size = candidate
-                break
-        steps = -(-batch_size // size)
-        size = -(-batch_size // steps)
-    steps = -(-batch_size // size)
+    longest = max(1, longest_sequence)
+    size = min(micro_batch_size, batch_size) if micro_batch_size else None
+    full_tokens = (size or batch_size) * longest
+    tokens = None
+    if budget is not None:
+        def fits(count: int) -> bool:
+            return estimate_peak_bytes(num_parameters, model_config, count, longest) <= budget * SAFETY
+
+        if not fits(full_tokens):
+            low, high = longest, full_tokens
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(middle) else (low, middle - 1)
+            tokens = low
+    worst_tokens = min(full_tokens, tokens or full_tokens)
     return MemoryPlan(
         batch_size=batch_size,
         micro_batch_size=size,
-        accumulation_steps=steps,
+        micro_batch_tokens=tokens,
         budget_bytes=budget,
         budget_source=source,
-        estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, size, longest_sequence),
-        longest_sequence=longest_sequence,
+        estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, worst_tokens, longest),
+        longest_sequence=longest,
     )

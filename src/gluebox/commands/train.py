@@ -111,7 +111,7 @@ def train(config: TrainConfig) -> RunDirectory:
     train_loader = DataLoader(
         train_split,
         batch_sampler=TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length),
-        collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size),
+        collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens),
     )
     val_loaders = [
         DataLoader(encoded[s], batch_size=config.eval_batch_size, collate_fn=Collator(encoded[s], pad_id, pad_to))
@@ -211,7 +211,7 @@ def build_summary(records, task, monitor, config, plan, train_split, started, de
         "peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         "train_examples": len(train_split),
         "train_tokens_per_epoch": train_split.num_tokens,
-        "micro_batch_size": plan.micro_batch_size,
+        "memory_plan": plan.to_dict(),
         "device": device,
         "torch_threads": threads,
     }

@@ -105,11 +105,40 @@ class Collator:
 
 
 class TrainCollator(Collator):
-    """Pads each micro-batch of a training batch separately."""
+    """Pads each micro-batch of a training batch separately.
+
+    Micro-batches hold at most ``micro_batch_size`` examples, and at most
+    ``micro_batch_tokens`` padded tokens (examples x padded length), whichever is smaller;
+    with neither, the whole batch is one micro-batch. Splitting by tokens keeps long
+    batches within the memory budget while short batches still run whole.
+    """
+
+    def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None,
+                 micro_batch_size: int | None = None, micro_batch_tokens: int | None = None):
+        super().__init__(split, pad_token_id, pad_to, micro_batch_size)
+        self.micro_batch_tokens = micro_batch_tokens
+
+    def split_micro_batches(self, indices: list[int]) -> list[list[int]]:
+        if self.micro_batch_tokens is None:
+            size = self.micro_batch_size or len(indices)
+            return [indices[i : i + size] for i in range(0, len(indices), size)]
+        lengths = self.split.input_ids
+        ordered = sorted(indices, key=lambda i: -len(lengths[i]))
+        chunks: list[list[int]] = []
+        for index in ordered:
+            if chunks:
+                chunk = chunks[-1]
+                chunk_width = self.pad_to or len(lengths[chunk[0]])
+                fits_tokens = (len(chunk) + 1) * chunk_width <= self.micro_batch_tokens
+                fits_size = self.micro_batch_size is None or len(chunk) < self.micro_batch_size
+                if fits_tokens and fits_size:
+                    chunk.append(index)
+                    continue
+            chunks.append([index])
+        return chunks
 
     def __call__(self, indices: list[int]) -> TrainBatch:
         indices = list(indices)
-        size = self.micro_batch_size or len(indices)
-        micro = [self.pad(indices[i : i + size]) for i in range(0, len(indices), size)]
+        micro = [self.pad(chunk) for chunk in self.split_micro_batches(indices)]
         tokens = int(sum(len(self.split.input_ids[i]) for i in indices))
         return TrainBatch(micro, len(indices), tokens)
