@@ -113,7 +113,7 @@ def worker(args) -> dict:
             self.padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
 
     timer = StepTimer()
-    module = GlueClassifier(model, task, OptimConfig(config.learning_rate, 0.0, 1e-8, 50, 1.0), [])
+    module = GlueClassifier(model, task, [], OptimConfig(config.learning_rate, 0.0, 1e-8, 50, 1.0))
     trainer = L.Trainer(max_steps=args.warmup + args.steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, callbacks=[timer], deterministic=True)

@@ -166,7 +166,7 @@ def test_dropout_stays_on_in_training(tiny_bert, mrpc_dir, tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.append(all(m.training for m in dropouts))
 
-    module = GlueClassifier(model, task, OptimConfig(1e-3, 0.0, 1e-8, 0, 1.0), ["validation"])
+    module = GlueClassifier(model, task, ["validation"], OptimConfig(1e-3, 0.0, 1e-8, 0, 1.0))
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[Probe()])
     trainer.fit(

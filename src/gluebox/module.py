@@ -50,7 +50,7 @@ def fused_adamw_supported(device: torch.device) -> bool:
 class GlueClassifier(L.LightningModule):
     """Fine-tunes a sequence-classification model and evaluates it with the task's metrics."""
 
-    def __init__(self, model: nn.Module, task: Task, optim: OptimConfig, validation_splits: list[str]):
+    def __init__(self, model: nn.Module, task: Task, validation_splits: list[str], optim: OptimConfig | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -105,6 +105,9 @@ class GlueClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
+
+        if self.optim is None:
+            raise RuntimeError("GlueClassifier was built for evaluation only (no OptimConfig)")
 
         optimizer = torch.optim.AdamW(
             parameter_groups(self.model, self.optim.weight_decay),

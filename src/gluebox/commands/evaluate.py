@@ -13,7 +13,7 @@ def evaluate(path: str, split: str | None = None, file: str | None = None, data_
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
     from gluebox.inference import load_run, loader, trainer
-    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.module import GlueClassifier
 
     loaded = load_run(path)
     config, task = loaded.config, loaded.task
@@ -29,7 +29,7 @@ def evaluate(path: str, split: str | None = None, file: str | None = None, data_
     results: dict[str, dict] = {}
     for name, examples in splits.items():
         encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
-        module = GlueClassifier(loaded.model, task, OptimConfig(1.0, 0.0, 1e-8, 0, 0.0), [name])
+        module = GlueClassifier(loaded.model, task, [name])
         trainer(config).validate(module, dataloaders=loader(loaded, encoded, batch_size), verbose=False)
         metrics = {k.split("/", 1)[1]: v for k, v in module.last_validation.items()}
         metrics["examples"] = len(examples)

@@ -31,7 +31,7 @@ def predict(path: str, output: str, split: str | None = None, file: str | None =
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
     from gluebox.inference import load_run, loader, trainer
-    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.module import GlueClassifier
     from gluebox.tasks import GLUE_TASKS
 
     fmt = FORMATS.get(Path(output).suffix.lower())
@@ -52,7 +52,7 @@ def predict(path: str, output: str, split: str | None = None, file: str | None =
     split = split or data_task.test_splits[0]
     examples = load_split(config, data_task, split if file is None else "test", file=file)
     encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
-    module = GlueClassifier(loaded.model, task, OptimConfig(1.0, 0.0, 1e-8, 0, 0.0), [])
+    module = GlueClassifier(loaded.model, task, [])
     batches = trainer(config).predict(module, dataloaders=loader(loaded, encoded, batch_size))
     values = torch.cat(batches).tolist() if batches else []
     if task.is_regression:

@@ -153,8 +153,8 @@ def train(config: TrainConfig) -> RunDirectory:
     module = GlueClassifier(
         model,
         task,
-        OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
         list(task.validation_splits),
+        OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
     )
 
     # 5. Train, validating after every epoch.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ class EncodedSplit(torch.utils.data.Dataset):
         """Items are indices: the collator gathers and pads the arrays of a whole batch at once."""
         return index
 
-    @property
+    @functools.cached_property
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
