@@ -96,6 +96,10 @@ def worker(args) -> dict:
     longest = int(train.lengths.max()) if pad_to is None else pad_to
     plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
                        sum(p.numel() for p in model.parameters()), model.config, longest)
+    if plan.returns_freed_memory:
+        from gluebox.allocator import return_freed_memory_to_os
+
+        return_freed_memory_to_os()
     sampler = TrainBatchSampler(train.lengths, config.train_batch_size, config.seed, config.group_by_length)
     collate = TrainCollator(train, tokenizer.pad_token_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate)

@@ -81,15 +81,15 @@ def test_token_cap_splits_long_batches_and_keeps_short_ones_whole():
 def test_memory_plan_caps_tokens_only_when_the_budget_needs_it():
     from transformers import DistilBertConfig
 
-    from gluebox.memory import estimate_peak_bytes, plan
+    from gluebox.memory import SAFETY, estimate_peak_bytes, plan
 
     config, params = DistilBertConfig(), 66_955_010
     roomy = plan(32, None, "100GB", params, config, 103)
     assert roomy.micro_batch_tokens is None and roomy.worst_case_micro_batches == 1
     tight = plan(32, None, "2.5GB", params, config, 103)
     assert tight.micro_batch_tokens is not None and tight.micro_batch_tokens < 32 * 103
-    assert tight.estimated_peak_bytes <= 0.9 * 2.5e9 and not tight.over_budget
-    assert estimate_peak_bytes(params, config, tight.micro_batch_tokens + 1, 103) > 0.9 * 2.5e9
+    assert tight.estimated_peak_bytes <= SAFETY * 2.5e9 and not tight.over_budget
+    assert estimate_peak_bytes(params, config, tight.micro_batch_tokens + 1, 103) > SAFETY * 2.5e9
     assert tight.worst_case_micro_batches > 1
     hopeless = plan(32, None, "1GB", params, config, 103)
     assert hopeless.over_budget and "WARNING" in hopeless.describe()

@@ -92,6 +92,10 @@ def train(config: TrainConfig) -> RunDirectory:
         int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
     )
     print(plan.describe(), flush=True)
+    if plan.returns_freed_memory:
+        from gluebox.allocator import return_freed_memory_to_os
+
+        return_freed_memory_to_os()
 
     # 3. The run directory: from here on the run exists, marked "running" until it completes.
     run.create(config.overwrite)
