@@ -17,6 +17,9 @@ from typing import Any
 from gluebox.errors import GlueboxError
 from gluebox.tasks import GLUE_TASK_NAMES
 
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+"""Lightning strategies gluebox supports: one process per device, each with the whole model (DDP)."""
+
 
 def _arg(default: Any, help: str, **metadata: Any) -> Any:
     """A dataclass field whose ``help`` text becomes the flag's ``--help`` line."""
@@ -118,14 +121,25 @@ class TrainConfig:
 
     # Hardware.
     accelerator: str = _arg("auto", "cpu, gpu, mps or auto.")
-    devices: int = _arg(1, "Number of devices.")
+    devices: int = _arg(
+        1,
+        "Processes (devices) per node. Above 1, Lightning runs one process per device and averages "
+        "gradients (DDP); under torchrun, set it to --nproc_per_node.",
+    )
+    num_nodes: int = _arg(1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).")
+    strategy: str = _arg(
+        "auto",
+        "Lightning strategy: auto (ddp when there is more than one process), ddp, ddp_spawn, "
+        "ddp_find_unused_parameters_true.",
+        choices=STRATEGIES,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
         """Reject values that cannot work, with a line that says how to fix them."""
-        positive_ints = ("train_batch_size", "eval_batch_size", "max_seq_length", "epochs", "devices")
+        positive_ints = ("train_batch_size", "eval_batch_size", "max_seq_length", "epochs", "devices", "num_nodes")
         for name in positive_ints:
             value = getattr(self, name)
             if value < 1:
@@ -148,6 +162,13 @@ class TrainConfig:
             raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
         if self.memory_budget is not None:
             parse_bytes(self.memory_budget)
+        if self.strategy not in STRATEGIES:
+            raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.train_batch_size < self.processes:
+            raise GlueboxError(
+                f"--train_batch_size {self.train_batch_size} is smaller than the {self.processes} processes "
+                "(--devices x --num_nodes); each process needs a share of every batch"
+            )
         if self.train_file is None and self.task_name not in GLUE_TASK_NAMES:
             raise GlueboxError(
                 f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
@@ -156,6 +177,11 @@ class TrainConfig:
         if self.text_pair_column is not None and self.text_pair_column.lower() == "none":
             self.text_pair_column = None
         return self
+
+    @property
+    def processes(self) -> int:
+        """Training processes in all: one per device on every node."""
+        return self.devices * self.num_nodes
 
     @property
     def uses_custom_files(self) -> bool:
