@@ -206,26 +206,36 @@ def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
 
 
-def load_yaml_config(path: str) -> dict[str, Any]:
-    """Read a YAML file of flag values; unknown keys and malformed YAML are one-line errors."""
+def read_yaml_mapping(path: str, what: str = "config file") -> dict[str, Any]:
+    """A YAML file that holds a mapping; a missing file or malformed YAML is a one-line error."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
-        raise GlueboxError(f"config file {path} does not exist")
+        raise GlueboxError(f"{what} {path} does not exist")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise GlueboxError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        raise GlueboxError(f"{what} {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
-        raise GlueboxError(f"config file {path} is not UTF-8 text") from None
+        raise GlueboxError(f"{what} {path} is not UTF-8 text") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise GlueboxError(f"config file {path} must be a mapping of flag names to values")
+        raise GlueboxError(f"{what} {path} must be a mapping of names to values")
+    return data
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    """Read a YAML file of flag values; unknown keys and malformed YAML are one-line errors."""
+    return config_values(read_yaml_mapping(path), f"config file {path}")
+
+
+def config_values(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Flag values from a mapping (aliases resolved, types checked); ``source`` names it in errors."""
     known = {f.name: f for f in config_fields()}
     aliases = {a.lstrip("-"): f.name for f in config_fields() for a in f.metadata.get("aliases", ())}
     values: dict[str, Any] = {}
@@ -233,12 +243,12 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         name = aliases.get(str(key), str(key))
         if name not in known:
             close = ", ".join(sorted(n for n in known if n.split("_")[0] in str(key))) or "see `gluebox train --help`"
-            raise GlueboxError(f"config file {path}: unknown key '{key}' (known keys: {close})")
-        values[name] = _coerce(known[name], value, path)
+            raise GlueboxError(f"{source}: unknown key '{key}' (known keys: {close})")
+        values[name] = coerce_value(known[name], value, source)
     return values
 
 
-def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+def coerce_value(f: dataclasses.Field, value: Any, source: str) -> Any:
     """Check a YAML value against the field's type, allowing ints for floats."""
     if value is None:
         return None
@@ -259,5 +269,5 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise GlueboxError(
-            f"config file {source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
+            f"{source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
         ) from None
