@@ -57,8 +57,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     In a multi-process run every process runs this function; rank 0 alone checks, creates and
     writes the run directory, and the others return the same :class:`RunDirectory` once
     training ends. ``callbacks`` are extra Lightning callbacks (``gluebox sweep`` reports each
-    epoch to Ray Tune with one); a callback with a true ``stop_reason`` attribute after
-    training marks the run ``stopped`` (for example, stopped early by a scheduler).
+    epoch to Ray Tune with one); a callback that ends the run on purpose marks it ``stopped``
+    and raises :class:`RunStopped`, which passes through unchanged.
     """
     started = time.time()
     config.validate()
@@ -194,6 +194,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     # 5. Train, validating after every epoch.
     try:
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+    except RunStopped:
+        raise
     except BaseException as error:
         if trainer.is_global_zero:
             run.set_status("failed", error=type(error).__name__)
@@ -202,10 +204,6 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
         return run
     # What rank 0 wrote (under ddp_spawn, training ran in other processes than this one).
     records = run.metrics()
-    stop_reason = next((cb.stop_reason for cb in callbacks if getattr(cb, "stop_reason", None)), None)
-    if stop_reason is not None:
-        run.set_status("stopped", reason=stop_reason, epochs_completed=len(records))
-        raise RunStopped(f"{run.path} was stopped after {len(records)} epoch(s): {stop_reason}")
     if trainer.interrupted or len(records) < config.epochs:
         run.set_status("interrupted", epochs_completed=len(records))
         raise GlueboxError(f"training was interrupted after {len(records)} epoch(s); {run.path} is incomplete")
