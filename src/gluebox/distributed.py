@@ -8,8 +8,8 @@ pieces gluebox adds on top:
   (so that only rank 0 checks and creates the run directory);
 - the share of a training batch and of a validation split that each process takes: every
   process sees the same global batches from ``TrainBatchSampler`` and takes every
-  ``world_size``-th example of each; validation is cut into contiguous shards, without the
-  duplicates a ``DistributedSampler`` pads with;
+  ``world_size``-th example of each; validation is cut into contiguous blocks of whole batches,
+  without the duplicates a ``DistributedSampler`` pads with;
 - gathering small Python objects (validation predictions) from every process;
 - a seed per rank for dropout (the callback that applies it is ``callbacks.DistributedRun``).
 
@@ -64,14 +64,17 @@ def shard_range(length: int, rank: int, world_size: int) -> range:
 
 
 class ShardSampler(torch.utils.data.Sampler[int]):
-    """Validation order: this process's contiguous block of the split, no padding, no duplicates.
+    """Validation order: this process's contiguous block of whole batches, no padding, no duplicates.
 
-    The rank is looked up when the loader is iterated (the process group exists by then),
-    so the same loader object works under every launcher, ``ddp_spawn`` included.
+    The split's batches of ``batch_size`` are cut into one contiguous block per process, so each
+    process scores exactly the batches a single process would (same examples, same padding).
+    The rank is looked up when the loader is iterated (the process group exists by then), so the
+    same loader object works under every launcher, ``ddp_spawn`` included.
     """
 
-    def __init__(self, length: int, rank: int | None = None, world_size: int | None = None):
+    def __init__(self, length: int, batch_size: int = 1, rank: int | None = None, world_size: int | None = None):
         self.length = length
+        self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
 
@@ -79,7 +82,8 @@ class ShardSampler(torch.utils.data.Sampler[int]):
         rank, world_size = rank_and_world_size()
         rank = rank if self.rank is None else self.rank
         world_size = world_size if self.world_size is None else self.world_size
-        return shard_range(self.length, rank, world_size)
+        batches = shard_range(-(-self.length // self.batch_size), rank, world_size)
+        return range(batches.start * self.batch_size, min(batches.stop * self.batch_size, self.length))
 
     def __iter__(self):
         return iter(self._range())

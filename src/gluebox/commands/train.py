@@ -123,7 +123,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
         collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens),
     )
     val_loaders = [
-        DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s])),
+        DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s]), config.eval_batch_size),
                    collate_fn=Collator(encoded[s], pad_id, pad_to))
         for s in task.validation_splits
     ]
