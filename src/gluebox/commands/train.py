@@ -172,6 +172,16 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
         OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
     )
 
+    if trainer.world_size > 1:
+        for split in task.validation_splits:
+            batches = -(-len(encoded[split]) // config.eval_batch_size)
+            if batches < trainer.world_size:
+                raise GlueboxError(
+                    f"{split} has {len(encoded[split])} examples: {batches} batch(es) of --eval_batch_size "
+                    f"{config.eval_batch_size} for {trainer.world_size} processes, and each process needs one; "
+                    "lower --eval_batch_size or run fewer processes"
+                )
+
     # 4. The run directory, written by rank 0 only: from here on the run exists, marked
     #    "running" until it completes.
     device = device_name(config.accelerator)
