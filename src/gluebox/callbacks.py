@@ -13,6 +13,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox import resources
+from gluebox.distributed import rank_seed
 from gluebox.run_dir import BEST_MODEL, RunDirectory, temp_file_beside
 
 
@@ -37,7 +38,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class EpochRecorder(L.Callback):
     """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
 
-    Also shows throughput (real tokens per second) and peak memory on the progress bar.
+    Also shows throughput (real tokens per second, of all processes) and peak memory on the
+    progress bar. In a multi-process run every process keeps the records, and rank 0 alone
+    writes and prints them.
     """
 
     def __init__(self, run: RunDirectory):
@@ -68,6 +71,8 @@ class EpochRecorder(L.Callback):
             "perf/peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         }
         self.records.append(record)
+        if not trainer.is_global_zero:
+            return
         self.run.append_metrics(record)
         for logger in trainer.loggers:
             logger.log_metrics(
@@ -83,7 +88,7 @@ class EpochRecorder(L.Callback):
 
 
 class BestModelExporter(L.Callback):
-    """Saves the model in Hugging Face format whenever the main metric reaches a new best."""
+    """Saves the model in Hugging Face format whenever the main metric reaches a new best (rank 0 only)."""
 
     def __init__(self, run: RunDirectory, tokenizer, monitor: str):
         self.run = run
@@ -98,7 +103,8 @@ class BestModelExporter(L.Callback):
         if value is None or (self.best is not None and not value > self.best):
             return
         self.best = value
-        export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
+        if trainer.is_global_zero:
+            export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -122,3 +128,26 @@ def export_hf_model(model, tokenizer, target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class DistributedRun(L.Callback):
+    """Once the process group is up: agree on rank 0's run directory, and seed dropout per rank.
+
+    Every process computes a run path before the processes can talk (the default path holds
+    the time of day, so they may differ); only rank 0 ever writes, and here the others take
+    its path, so that checkpoints, messages and return values all name the same directory.
+    With one process this does nothing, so single-process runs keep their random stream.
+    """
+
+    def __init__(self, run, seed: int):
+        self.run = run
+        self.seed = seed
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.world_size == 1:
+            return
+        from gluebox.commands.train import quiet_libraries
+
+        quiet_libraries()  # processes started by ddp_spawn begin without gluebox's settings
+        self.run.path = Path(trainer.strategy.broadcast(str(self.run.path), src=0))
+        torch.manual_seed(rank_seed(self.seed, trainer.global_rank))

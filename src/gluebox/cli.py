@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Tell whether two runs are identical.")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
+
+    sweep = commands.add_parser("sweep", help="Search hyperparameters on Ray Tune; writes a leaderboard.")
+    sweep.add_argument("sweep_file", help="YAML sweep file: base config, search space, trials (see README).")
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster to run on: auto, HOST:6379 or ray://HOST:10001. "
+                            "Default: a local Ray instance on this machine (loopback only), shut down at the end.")
+    sweep.add_argument("--output_dir", default=None, help="The sweep's folder (default: the sweep file's, or runs/sweep-<name>-<time>).")
+    sweep.add_argument("--overwrite", action="store_true", help="Replace an existing sweep folder.")
     return parser
 
 
@@ -129,6 +137,11 @@ def run_command(args: argparse.Namespace) -> int:
         from gluebox.commands.plot import plot
 
         plot(args.runs, args.output, title=args.title)
+        return 0
+    if args.command == "sweep":
+        from gluebox.commands.sweep import sweep
+
+        sweep(args.sweep_file, address=args.address, output_dir=args.output_dir, overwrite=args.overwrite)
         return 0
     if args.command == "compare":
         from gluebox.commands.compare import compare

@@ -17,6 +17,9 @@ from typing import Any
 from gluebox.errors import GlueboxError
 from gluebox.tasks import GLUE_TASK_NAMES
 
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+"""Lightning strategies gluebox supports: one process per device, each with the whole model (DDP)."""
+
 
 def _arg(default: Any, help: str, **metadata: Any) -> Any:
     """A dataclass field whose ``help`` text becomes the flag's ``--help`` line."""
@@ -118,14 +121,25 @@ class TrainConfig:
 
     # Hardware.
     accelerator: str = _arg("auto", "cpu, gpu, mps or auto.")
-    devices: int = _arg(1, "Number of devices.")
+    devices: int = _arg(
+        1,
+        "Processes (devices) per node. Above 1, Lightning runs one process per device and averages "
+        "gradients (DDP); under torchrun, set it to --nproc_per_node.",
+    )
+    num_nodes: int = _arg(1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).")
+    strategy: str = _arg(
+        "auto",
+        "Lightning strategy: auto (ddp when there is more than one process), ddp, ddp_spawn, "
+        "ddp_find_unused_parameters_true.",
+        choices=STRATEGIES,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
         """Reject values that cannot work, with a line that says how to fix them."""
-        positive_ints = ("train_batch_size", "eval_batch_size", "max_seq_length", "epochs", "devices")
+        positive_ints = ("train_batch_size", "eval_batch_size", "max_seq_length", "epochs", "devices", "num_nodes")
         for name in positive_ints:
             value = getattr(self, name)
             if value < 1:
@@ -148,6 +162,13 @@ class TrainConfig:
             raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
         if self.memory_budget is not None:
             parse_bytes(self.memory_budget)
+        if self.strategy not in STRATEGIES:
+            raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.train_batch_size < self.processes:
+            raise GlueboxError(
+                f"--train_batch_size {self.train_batch_size} is smaller than the {self.processes} processes "
+                "(--devices x --num_nodes); each process needs a share of every batch"
+            )
         if self.train_file is None and self.task_name not in GLUE_TASK_NAMES:
             raise GlueboxError(
                 f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
@@ -156,6 +177,11 @@ class TrainConfig:
         if self.text_pair_column is not None and self.text_pair_column.lower() == "none":
             self.text_pair_column = None
         return self
+
+    @property
+    def processes(self) -> int:
+        """Training processes in all: one per device on every node."""
+        return self.devices * self.num_nodes
 
     @property
     def uses_custom_files(self) -> bool:
@@ -180,26 +206,36 @@ def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
 
 
-def load_yaml_config(path: str) -> dict[str, Any]:
-    """Read a YAML file of flag values; unknown keys and malformed YAML are one-line errors."""
+def read_yaml_mapping(path: str, what: str = "config file") -> dict[str, Any]:
+    """A YAML file that holds a mapping; a missing file or malformed YAML is a one-line error."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
-        raise GlueboxError(f"config file {path} does not exist")
+        raise GlueboxError(f"{what} {path} does not exist")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise GlueboxError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        raise GlueboxError(f"{what} {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
-        raise GlueboxError(f"config file {path} is not UTF-8 text") from None
+        raise GlueboxError(f"{what} {path} is not UTF-8 text") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise GlueboxError(f"config file {path} must be a mapping of flag names to values")
+        raise GlueboxError(f"{what} {path} must be a mapping of names to values")
+    return data
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    """Read a YAML file of flag values; unknown keys and malformed YAML are one-line errors."""
+    return config_values(read_yaml_mapping(path), f"config file {path}")
+
+
+def config_values(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Flag values from a mapping (aliases resolved, types checked); ``source`` names it in errors."""
     known = {f.name: f for f in config_fields()}
     aliases = {a.lstrip("-"): f.name for f in config_fields() for a in f.metadata.get("aliases", ())}
     values: dict[str, Any] = {}
@@ -207,12 +243,12 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         name = aliases.get(str(key), str(key))
         if name not in known:
             close = ", ".join(sorted(n for n in known if n.split("_")[0] in str(key))) or "see `gluebox train --help`"
-            raise GlueboxError(f"config file {path}: unknown key '{key}' (known keys: {close})")
-        values[name] = _coerce(known[name], value, path)
+            raise GlueboxError(f"{source}: unknown key '{key}' (known keys: {close})")
+        values[name] = coerce_value(known[name], value, source)
     return values
 
 
-def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+def coerce_value(f: dataclasses.Field, value: Any, source: str) -> Any:
     """Check a YAML value against the field's type, allowing ints for floats."""
     if value is None:
         return None
@@ -233,5 +269,5 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise GlueboxError(
-            f"config file {source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
+            f"{source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
         ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 import torchmetrics
 from torchmetrics import classification, regression
@@ -70,15 +71,48 @@ def predictions(logits: torch.Tensor, task: Task) -> torch.Tensor:
 
 
 class PredictionFingerprint:
-    """sha256 of the predictions in dataset order: equal fingerprints mean equal predictions."""
+    """sha256 of the predictions in dataset order: equal fingerprints mean equal predictions.
+
+    Predictions are kept with their examples' positions in the split (8 bytes each), so that
+    the shards of several processes can be gathered and put back in dataset order: the hash
+    is the same whether one process or many produced the predictions, and :meth:`combine`
+    refuses predictions that miss or repeat an example.
+    """
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+        self._indices: list[np.ndarray] = []
+        self._preds: list[np.ndarray] = []
 
-    def update(self, preds: torch.Tensor) -> None:
+    def update(self, preds: torch.Tensor, indices: torch.Tensor) -> None:
         values = preds.detach().cpu()
         values = values.to(torch.float32) if values.is_floating_point() else values.to(torch.int64)
-        self._hash.update(values.contiguous().numpy().tobytes())
+        self._preds.append(values.contiguous().numpy())
+        self._indices.append(indices.detach().cpu().to(torch.int64).numpy())
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, predictions) of this process, for gathering."""
+        if not self._indices:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(self._indices), np.concatenate(self._preds)
+
+    @staticmethod
+    def combine(states: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, int]:
+        """The hexdigest of the predictions of all ``states`` in dataset order, and their count.
+
+        Raises ``RuntimeError`` unless the positions are exactly ``0 .. n-1``, each once.
+        """
+        filled = [(i, p) for i, p in states if len(i)]
+        if not filled:
+            return hashlib.sha256().hexdigest(), 0
+        indices = np.concatenate([i for i, _ in filled])
+        preds = np.concatenate([p for _, p in filled])
+        order = np.argsort(indices, kind="stable")
+        if not np.array_equal(indices[order], np.arange(len(indices))):
+            raise RuntimeError(
+                f"validation predictions do not cover each of the {len(indices)} examples exactly once"
+            )
+        return hashlib.sha256(np.ascontiguousarray(preds[order]).tobytes()).hexdigest(), len(indices)
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        """The fingerprint of this process's predictions alone."""
+        return self.combine([self.state()])[0]

@@ -3,6 +3,12 @@
 Optimization is manual so that a batch can be run as several micro-batches with exactly
 the maths of one full batch: each micro-batch adds ``sum of its losses / batch size`` to
 the gradients, then the step clips, updates and advances the schedule once.
+
+With several processes (DDP), each runs its share of the batch and scales its loss by the
+number of processes, because DDP averages the processes' gradients: the average of
+``world_size * (sum of a share's losses) / batch size`` is the whole batch's mean. Gradients
+are exchanged once per step, on the last micro-batch (the others run under ``no_sync``).
+Validation shards are gathered back: metrics, loss and fingerprint cover every example once.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ class GlueClassifier(L.LightningModule):
         self.optim = optim
         self.validation_splits = list(validation_splits)
         self.val_metrics = nn.ModuleList([task_metrics(task) for _ in self.validation_splits])
-        self.last_validation: dict[str, float | str] = {}
+        self.last_validation: dict[str, float | str | int] = {}
+        """The last validation's loss, metrics, fingerprint and example count of each split."""
         self.train_loss_sum = 0.0
         self.train_examples = 0
         self.step_losses: list[float] = []
@@ -106,16 +113,24 @@ class GlueClassifier(L.LightningModule):
         scheduler = self.lr_schedulers()
         self.start_gradients()
         batch_loss = torch.zeros((), device=self.device)
-        for micro_batch in batch.micro_batches:
-            logits = self(micro_batch)
-            loss = self.loss_sum(logits, micro_batch["labels"]) / batch.num_examples
-            self.manual_backward(loss)
+        last = len(batch.micro_batches) - 1
+        for number, micro_batch in enumerate(batch.micro_batches):
+            # Processes may run different numbers of micro-batches: all but the last skip DDP's
+            # gradient exchange, so that every process exchanges exactly once per step.
+            with optimizer.toggle_model(sync_grad=number == last):
+                logits = self(micro_batch)
+                loss = self.loss_sum(logits, micro_batch["labels"]) / batch.num_examples
+                if batch.filler:
+                    loss = loss * 0.0
+                self.manual_backward(loss * batch.world_size if batch.world_size > 1 else loss)
             batch_loss += loss.detach()
         if self.optim.gradient_clip_val > 0:
             self.clip_gradients(optimizer, gradient_clip_val=self.optim.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
+        if batch.world_size > 1:
+            batch_loss = self.trainer.strategy.reduce(batch_loss, reduce_op="sum")
         loss_value = batch_loss.item()
         self.step_losses.append(loss_value)
         self.train_loss_sum += loss_value * batch.num_examples
@@ -158,16 +173,32 @@ class GlueClassifier(L.LightningModule):
         self._val_count[dataloader_idx] += labels.shape[0]
         preds = predictions(logits, self.task)
         self.val_metrics[dataloader_idx].update(preds, labels)
-        self._fingerprints[dataloader_idx].update(preds)
+        self._fingerprints[dataloader_idx].update(preds, batch["example_index"])
 
     def on_validation_epoch_end(self) -> None:
-        results: dict[str, float | str] = {}
+        """Each split's loss, metrics and fingerprint over the examples of every process.
+
+        torchmetrics gathers its states from all processes in ``compute()``; the summed loss
+        and count are reduced here, and the predictions gathered and put in dataset order.
+        """
+        from gluebox.distributed import all_gather_objects
+
+        results: dict[str, float | str | int] = {}
+        distributed = self.trainer.world_size > 1
         for index, split in enumerate(self.validation_splits):
-            results[f"{split}/loss"] = self._val_loss[index] / max(1, self._val_count[index])
+            loss_sum, count = self._val_loss[index], self._val_count[index]
+            if distributed:
+                totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=self.device)
+                loss_sum, count = self.trainer.strategy.reduce(totals, reduce_op="sum").tolist()
+            results[f"{split}/loss"] = loss_sum / max(1, count)
             for name, value in self.val_metrics[index].compute().items():
                 results[f"{split}/{name}"] = float(value)
             self.val_metrics[index].reset()
-            results[f"{split}/fingerprint"] = self._fingerprints[index].hexdigest()
+            fingerprint, examples = PredictionFingerprint.combine(all_gather_objects(self._fingerprints[index].state()))
+            if examples != int(count):
+                raise RuntimeError(f"{split}: {examples} predictions for {int(count)} validation examples")
+            results[f"{split}/fingerprint"] = fingerprint
+            results[f"{split}/examples"] = examples
         self.last_validation = results
         numeric = {k: v for k, v in results.items() if isinstance(v, float)}
         self.log_dict(numeric, prog_bar=False, add_dataloader_idx=False, batch_size=1)

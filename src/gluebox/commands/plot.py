@@ -31,12 +31,19 @@ def markdown_table(runs: list[tuple[str, Task, list[dict], dict | None]]) -> str
     for name, _, records, summary in runs:
         final = records[-1]
         cells = [name, str(len(records))]
-        cells += [f"{final[k]:.5f}" if isinstance(final.get(k), float) else "" for k in metric_keys]
+        cells += [_cell(final.get(k)) for k in metric_keys]
         cells.append(str(summary["best_epoch"]) if summary else "unfinished")
         fingerprint = (summary or {}).get("fingerprint") or next((v for k, v in final.items() if k.endswith("fingerprint")), "")
         cells.append(fingerprint[:12])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    """A float to 5 decimals, a count as it is, anything else blank."""
+    if isinstance(value, float):
+        return f"{value:.5f}"
+    return str(value) if isinstance(value, int) else ""
 
 
 def plot(paths: list[str], output: str, title: str | None = None) -> Path:

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from gluebox.config import TrainConfig
@@ -46,22 +47,38 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
     warnings.filterwarnings("ignore", message=".*treespec.*")
+    # Validation results are reduced over all processes before they are logged (module.py).
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
-def train(config: TrainConfig) -> RunDirectory:
-    """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory."""
+def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
+    """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
+
+    In a multi-process run every process runs this function; rank 0 alone checks, creates and
+    writes the run directory, and the others return the same :class:`RunDirectory` once
+    training ends. ``callbacks`` are extra Lightning callbacks (``gluebox sweep`` reports each
+    epoch to Ray Tune with one); a callback that ends the run on purpose marks it ``stopped``
+    and raises :class:`RunStopped`, which passes through unchanged.
+    """
     started = time.time()
     config.validate()
     quiet_libraries()
-    run = RunDirectory.check_new(config.output_dir or default_run_path(config), config.overwrite)
+    from gluebox.distributed import launcher_rank, threads_per_process
+
+    path = config.output_dir or default_run_path(config)
+    # Rank 0 checks now, before any work; the other ranks never touch the run directory.
+    expected_rank = launcher_rank(config.devices)
+    run = RunDirectory.check_new(path, config.overwrite) if expected_rank == 0 else RunDirectory(path)
     config.output_dir = str(run.path)
 
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from gluebox.callbacks import AtomicCheckpointIO, BestModelExporter, EpochRecorder
+    from gluebox.callbacks import AtomicCheckpointIO, BestModelExporter, DistributedRun, EpochRecorder
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
+    from gluebox.distributed import ShardSampler
     from gluebox.environment import describe
     from gluebox.hardware import configure_threads, device_name
     from gluebox import memory, resources
@@ -69,7 +86,7 @@ def train(config: TrainConfig) -> RunDirectory:
     from gluebox.module import GlueClassifier, OptimConfig
     from gluebox.tracking import wandb_logger
 
-    threads = configure_threads(config.num_threads)
+    threads = configure_threads(threads_per_process(config.num_threads, config.devices))
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     # 1. Data: read and tokenize every split now, so that bad rows fail before anything is written.
@@ -91,21 +108,13 @@ def train(config: TrainConfig) -> RunDirectory:
         model.config,
         int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
     )
-    print(plan.describe(), flush=True)
     if plan.returns_freed_memory:
         from gluebox.allocator import return_freed_memory_to_os
 
         return_freed_memory_to_os()
 
-    # 3. The run directory: from here on the run exists, marked "running" until it completes.
-    run.create(config.overwrite)
-    device = device_name(config.accelerator)
-    run.write_config(config.to_dict())
-    run.write_json(TASK, task.to_dict())
-    run.write_json(MEMORY_PLAN, plan.to_dict())
-    run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads})
-
-    # 4. Lightning: loaders, callbacks, trainer.
+    # 3. Lightning: loaders, callbacks, trainer. Every process sees the same global batches and
+    #    takes its share of each (TrainCollator); validation is sharded without padding.
     from torch.utils.data import DataLoader
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -118,13 +127,15 @@ def train(config: TrainConfig) -> RunDirectory:
         collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens),
     )
     val_loaders = [
-        DataLoader(encoded[s], batch_size=config.eval_batch_size, collate_fn=Collator(encoded[s], pad_id, pad_to))
+        DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s]), config.eval_batch_size),
+                   collate_fn=Collator(encoded[s], pad_id, pad_to))
         for s in task.validation_splits
     ]
     monitor = f"{task.validation_splits[0]}/{task.main_metric}"
     checkpoint_dir = Path(config.checkpoint_dir or run.file(CHECKPOINTS))
     recorder = EpochRecorder(run)
-    callbacks = [
+    all_callbacks = [
+        DistributedRun(run, config.seed),
         ModelCheckpoint(
             dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
             save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
@@ -132,28 +143,32 @@ def train(config: TrainConfig) -> RunDirectory:
         ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False),
         recorder,
         BestModelExporter(run, tokenizer, monitor),
+        *callbacks,
     ]
     from lightning.pytorch.loggers import CSVLogger
 
     step_logger = CSVLogger(save_dir=run.path, name=STEPS, version="")
     logger = wandb_logger(config, run.path, run.path.name)
-    if logger is not None:
-        logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
-    trainer = L.Trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        max_epochs=config.epochs,
-        deterministic=True,
-        logger=[step_logger] + ([logger] if logger is not None else []),
-        callbacks=callbacks,
-        default_root_dir=run.path,
-        num_sanity_val_steps=0,
-        enable_progress_bar=config.progress_bar,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        log_every_n_steps=1,
-        plugins=[AtomicCheckpointIO()],
-    )
+    try:
+        trainer = L.Trainer(
+            accelerator=config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            max_epochs=config.epochs,
+            deterministic=True,
+            logger=[step_logger] + ([logger] if logger is not None else []),
+            callbacks=all_callbacks,
+            default_root_dir=run.path,
+            num_sanity_val_steps=0,
+            enable_progress_bar=config.progress_bar,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            log_every_n_steps=1,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (ValueError, MisconfigurationException) as error:
+        raise GlueboxError(f"cannot set up training: {error}") from None
     module = GlueClassifier(
         model,
         task,
@@ -161,19 +176,56 @@ def train(config: TrainConfig) -> RunDirectory:
         OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
     )
 
+    if trainer.world_size > 1:
+        for split in task.validation_splits:
+            batches = -(-len(encoded[split]) // config.eval_batch_size)
+            if batches < trainer.world_size:
+                raise GlueboxError(
+                    f"{split} has {len(encoded[split])} examples: {batches} batch(es) of --eval_batch_size "
+                    f"{config.eval_batch_size} for {trainer.world_size} processes, and each process needs one; "
+                    "lower --eval_batch_size or run fewer processes"
+                )
+
+    # 4. The run directory, written by rank 0 only: from here on the run exists, marked
+    #    "running" until it completes.
+    device = device_name(config.accelerator)
+    lead = trainer.is_global_zero
+    if lead:
+        if expected_rank != 0:
+            RunDirectory.check_new(run.path, config.overwrite)
+        print(plan.describe(), flush=True)
+        if trainer.world_size > 1:
+            print(f"{trainer.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
+                  f"strategy {type(trainer.strategy).__name__}; rank 0 writes {run.path}", flush=True)
+        run.create(config.overwrite)
+        run.write_config(config.to_dict())
+        run.write_json(TASK, task.to_dict())
+        run.write_json(MEMORY_PLAN, plan.to_dict())
+        run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads, "processes": trainer.world_size})
+        if logger is not None:
+            logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
+
     # 5. Train, validating after every epoch.
     try:
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
-    except BaseException as error:
-        run.set_status("failed", error=type(error).__name__)
+    except RunStopped:
         raise
-    if trainer.interrupted or len(recorder.records) < config.epochs:
-        run.set_status("interrupted", epochs_completed=len(recorder.records))
-        raise GlueboxError(f"training was interrupted after {len(recorder.records)} epoch(s); {run.path} is incomplete")
+    except BaseException as error:
+        if trainer.is_global_zero:
+            run.set_status("failed", error=type(error).__name__)
+        raise
+    if not trainer.is_global_zero:
+        return run
+    # What rank 0 wrote (under ddp_spawn, training ran in other processes than this one).
+    records = run.metrics()
+    if trainer.interrupted or len(records) < config.epochs:
+        run.set_status("interrupted", epochs_completed=len(records))
+        raise GlueboxError(f"training was interrupted after {len(records)} epoch(s); {run.path} is incomplete")
 
     # 6. Summary: final and best metrics, fingerprint, time and memory.
-    summary = build_summary(recorder.records, task, monitor, config, plan, encoded["train"], started, device, threads)
-    summary["steps"] = trainer.global_step
+    summary = build_summary(records, task, monitor, config, plan, encoded["train"], started, device, threads)
+    summary["steps"] = records[-1]["step"]
+    summary["processes"] = trainer.world_size
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
@@ -185,6 +237,10 @@ def train(config: TrainConfig) -> RunDirectory:
     final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items() if isinstance(v, float))
     print(f"run complete: {run.path} ({final})", flush=True)
     return run
+
+
+class RunStopped(GlueboxError):
+    """A run ended early on purpose (a sweep's scheduler stopped it); its status says ``stopped``."""
 
 
 def build_summary(records, task, monitor, config, plan, train_split, started, device, threads) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gluebox.data.encoding import EncodedSplit
+from gluebox.distributed import batch_share, rank_and_world_size
 
 MEGA_BATCH_FACTOR = 50
 """Length grouping sorts windows of this many batches (as Hugging Face's LengthGroupedSampler)."""
@@ -64,16 +65,31 @@ class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 @dataclass
 class TrainBatch:
-    """One optimizer step's examples, split into micro-batches that are run one at a time."""
+    """One optimizer step's examples, split into micro-batches that are run one at a time.
+
+    In a multi-process run, ``micro_batches`` hold this process's share of the batch, while
+    ``num_examples`` and ``num_tokens`` count the whole batch of all processes.
+    """
 
     micro_batches: list[dict[str, torch.Tensor]]
     num_examples: int
+    """Examples in the whole batch (all processes): every example's loss is divided by this."""
     num_tokens: int
-    """Real (non-pad) tokens in the batch."""
+    """Real (non-pad) tokens in the whole batch."""
+    world_size: int = 1
+    """Processes sharing the batch; DDP averages their gradients, so each scales its loss by this."""
+    filler: bool = False
+    """True when this process got no example of the batch (a last batch smaller than the number
+    of processes): its one micro-batch is a copy of an example whose loss counts zero, run only
+    so that this process takes part in the gradient exchange."""
 
 
 class Collator:
-    """Gathers examples by index and pads them into tensors."""
+    """Gathers examples by index and pads them into tensors.
+
+    Each batch also carries ``example_index``, the examples' positions in the split, so that
+    validation can put the predictions of several processes back in dataset order.
+    """
 
     def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None, micro_batch_size: int | None = None):
         self.split = split
@@ -89,7 +105,11 @@ class Collator:
         for row, ids in enumerate(rows):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "example_index": torch.as_tensor(indices, dtype=torch.int64),
+        }
         if self.split.token_type_ids is not None:
             types = np.zeros((len(rows), width), dtype=np.int64)
             for row, index in enumerate(indices):
@@ -105,18 +125,25 @@ class Collator:
 
 
 class TrainCollator(Collator):
-    """Pads each micro-batch of a training batch separately.
+    """Takes this process's share of a training batch and pads each of its micro-batches.
 
     Micro-batches hold at most ``micro_batch_size`` examples, and at most
     ``micro_batch_tokens`` padded tokens (examples x padded length), whichever is smaller;
-    with neither, the whole batch is one micro-batch. Splitting by tokens keeps long
+    with neither, the whole share is one micro-batch. Splitting by tokens keeps long
     batches within the memory budget while short batches still run whole.
+
+    Every process receives the same global batch from ``TrainBatchSampler`` and keeps every
+    ``world_size``-th example (``distributed.batch_share``). ``rank`` and ``world_size`` default
+    to the process group's, looked up at each batch; a single process keeps the whole batch.
     """
 
     def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None,
-                 micro_batch_size: int | None = None, micro_batch_tokens: int | None = None):
+                 micro_batch_size: int | None = None, micro_batch_tokens: int | None = None,
+                 rank: int | None = None, world_size: int | None = None):
         super().__init__(split, pad_token_id, pad_to, micro_batch_size)
         self.micro_batch_tokens = micro_batch_tokens
+        self.rank = rank
+        self.world_size = world_size
 
     def split_micro_batches(self, indices: list[int]) -> list[list[int]]:
         if self.micro_batch_tokens is None:
@@ -139,6 +166,11 @@ class TrainCollator(Collator):
 
     def __call__(self, indices: list[int]) -> TrainBatch:
         indices = list(indices)
-        micro = [self.pad(chunk) for chunk in self.split_micro_batches(indices)]
+        rank, world_size = rank_and_world_size()
+        rank = rank if self.rank is None else self.rank
+        world_size = world_size if self.world_size is None else self.world_size
+        share = batch_share(indices, rank, world_size)
+        filler = not share
+        micro = [self.pad(chunk) for chunk in self.split_micro_batches(share or indices[:1])]
         tokens = int(sum(len(self.split.input_ids[i]) for i in indices))
-        return TrainBatch(micro, len(indices), tokens)
+        return TrainBatch(micro, len(indices), tokens, world_size, filler)

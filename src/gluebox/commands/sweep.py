@@ -1,0 +1,193 @@
+"""``gluebox sweep SWEEP_FILE``: run a hyperparameter search on Ray Tune and rank the trials.
+
+The sweep's folder::
+
+    SWEEP_DIR/
+      sweep.yaml                 the sweep as read (base config, space, settings)
+      trials/trial-000/ ...      one normal gluebox run directory per trial
+      tune/                      Ray Tune's own experiment files
+      leaderboard.md, leaderboard.csv, sweep.png, sweep.json
+
+Without ``--address`` gluebox starts a local Ray instance for the sweep, reachable from this
+machine only (every Ray server on the loopback address, no dashboard, no usage statistics),
+and shuts it down at the end. With ``--address`` (``auto``, ``HOST:6379`` or
+``ray://HOST:10001``) it runs the trials on that cluster, whose nodes need gluebox installed
+and the sweep folder, data and model at the same paths (a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import RunDirectory, atomic_write_text, check_writable
+from gluebox.sweep.report import rank_outcomes, read_outcome, write_reports
+from gluebox.sweep.spec import SweepConfig, load_sweep, trial_config, trial_name
+
+INSTALL_HINT = "gluebox sweep needs Ray Tune: pip install 'gluebox[sweep]'"
+TRIALS = "trials"
+TUNE = "tune"
+
+
+def import_ray(local: bool):
+    """Ray, configured before its first import: loopback only for a local instance, no usage stats."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if local:
+        # Ray picks the node's address at import; with this, a local instance uses 127.0.0.1
+        # and its servers listen on the loopback address only.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise GlueboxError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connect to Ray; True when this call started a local instance (to shut down afterwards)."""
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+            return False
+        ray.init(include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise GlueboxError(f"cannot start or reach {where}: {str(error).splitlines()[0]}") from None
+    return True
+
+
+def default_sweep_dir(sweep_file: str) -> Path:
+    parent = Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs"))
+    return parent / f"sweep-{Path(sweep_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_metric(spec: SweepConfig, config) -> tuple[str, str]:
+    """The metric that ranks trials (default: the task's main metric) and whether to max or min it."""
+    from gluebox.data.sources import resolve_task
+
+    task = resolve_task(config)
+    known = {f"{s}/{m}" for s in task.validation_splits for m in (*task.metrics, "loss")} | {"train/loss"}
+    metric = spec.metric or f"{task.validation_splits[0]}/{task.main_metric}"
+    if metric not in known:
+        raise GlueboxError(f"sweep: metric '{metric}' is not reported for task {task.name}; choose one of {', '.join(sorted(known))}")
+    mode = spec.mode or ("min" if metric.endswith("loss") else "max")
+    return metric, mode
+
+
+def _trial_dirname(trial) -> str:
+    return trial.config["trial"]["name"]
+
+
+def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = None, overwrite: bool = False) -> Path:
+    """Run the sweep and write its reports; returns the sweep's folder."""
+    import yaml
+
+    from gluebox.cli import ENV_DEFAULTS
+    from gluebox.sweep.trial import STOPPED_BY_SCHEDULER, STOPPED_BY_TUNE, run_trial
+
+    started = time.time()
+    spec = load_sweep(sweep_file)
+    sweep_dir = Path(output_dir or spec.output_dir or default_sweep_dir(sweep_file)).resolve()
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not overwrite:
+        raise GlueboxError(f"sweep folder {sweep_dir} already exists; pass --overwrite or choose another --output_dir")
+    check_writable(sweep_dir)
+    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
+    base = env_values | spec.base
+    trials_dir = sweep_dir / TRIALS
+
+    # Every trial's configuration, drawn and checked before Ray starts.
+    trials = []
+    for index, params in enumerate(spec.trial_params()):
+        name = trial_name(index)
+        config = trial_config(base, params, trials_dir / name, spec.cpus_per_trial)
+        try:
+            config.validate()
+        except GlueboxError as error:
+            raise GlueboxError(f"sweep: {name} ({params}): {error}") from None
+        trials.append({"name": name, "params": params})
+    metric, mode = resolve_metric(spec, trial_config(base, trials[0]["params"], trials_dir, 1).validate())
+    epochs = trial_config(base, trials[0]["params"], trials_dir, 1).epochs
+
+    ray = import_ray(local=address is None)
+    from ray import tune
+
+    scheduler = None
+    if spec.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                                  grace_period=spec.grace_period, reduction_factor=spec.reduction_factor)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=base, trials_dir=str(trials_dir), cpus_per_trial=spec.cpus_per_trial,
+                             stop_reason=STOPPED_BY_SCHEDULER if scheduler is not None else STOPPED_BY_TUNE),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+    )
+    started_here = connect(ray, address)
+    try:
+        # The sweep's folder is made once Ray is up, so that a failed start leaves nothing behind.
+        if overwrite and sweep_dir.exists():
+            shutil.rmtree(sweep_dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(spec.to_dict() | {"metric": metric, "mode": mode},
+                                                                  sort_keys=False))
+        print(f"sweep: {len(trials)} trial(s) of {epochs} epoch(s), {spec.max_concurrent} at a time, ranked by "
+              f"{metric} ({mode}); scheduler {spec.scheduler}; writing {sweep_dir}", flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=mode, scheduler=scheduler, num_samples=1,
+                max_concurrent_trials=spec.max_concurrent, reuse_actors=False,
+                trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(name=TUNE, storage_path=str(sweep_dir), verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        results = tuner.fit()
+        errors = {}
+        for result in results:
+            if result.error is not None:
+                errors[result.config["trial"]["name"]] = str(result.error).strip().splitlines()[-1][:300]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+    outcomes = []
+    for trial in trials:
+        path = trials_dir / trial["name"]
+        run = RunDirectory(path)
+        status = run.status() if path.is_dir() else None
+        if status and status.get("status") == "running":
+            # The trial's Ray worker ended before the run did (stopped and torn down mid-epoch).
+            run.set_status("stopped", reason=errors.get(trial["name"]) or STOPPED_BY_TUNE,
+                           epochs_completed=len(run.metrics()))
+        outcomes.append(read_outcome(trial["name"], trial["params"], path, metric, mode, errors.get(trial["name"])))
+    ranked = rank_outcomes(outcomes, mode)
+    summary: dict[str, Any] = {
+        "sweep_file": str(Path(sweep_file).resolve()),
+        "output_dir": str(sweep_dir),
+        "metric": metric,
+        "mode": mode,
+        "scheduler": spec.scheduler,
+        "seed": spec.seed,
+        "epochs": epochs,
+        "base": base,
+        "space": spec.to_dict()["space"],
+        "ray": {"version": ray.__version__, "address": address or "local"},
+        "wall_time_seconds": time.time() - started,
+        "statuses": {s: sum(o.status == s for o in ranked) for s in sorted({o.status for o in ranked})},
+    }
+    write_reports(sweep_dir, ranked, metric, mode, summary)
+    lines = [f"  {o.rank}. {o.name} {o.status} {metric} {o.best if o.best is not None else '-'}" for o in ranked[:5]]
+    print("\n".join([f"sweep complete: {sweep_dir} (leaderboard.md, leaderboard.csv, sweep.png, sweep.json)", *lines]),
+          flush=True)
+    if not any(o.status == "complete" for o in ranked):
+        raise GlueboxError(f"no trial of the sweep completed; see {sweep_dir / 'leaderboard.md'}")
+    return sweep_dir
