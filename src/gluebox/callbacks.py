@@ -1,63 +1,219 @@
-"""Lightning callbacks that write the run directory and report throughput and memory."""
+"""Lightning callbacks that write the run directory and report throughput and memory.
+
+Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
+to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
+up as an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox import resources
-from gluebox.run_dir import BEST_MODEL, RunDirectory, temp_file_beside
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import (
+    BEST_MODEL, STEPS, RunDirectory, atomic_write, atomic_write_text, disk_full_is_an_error, fsync_folder,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves a checkpoint to a temporary file beside it, then renames it into place.
+    """Saves a checkpoint to a temporary file beside it, fsyncs it, then renames it into place.
 
-    A kill during a save leaves the previous checkpoint intact under its name. Saving
-    straight to a file also avoids Lightning's in-memory copy of the whole checkpoint.
+    A kill or a full disk during a save leaves the previous checkpoint intact under its
+    name; a full disk is a one-line error. Saving straight to a file also avoids
+    Lightning's in-memory copy of the whole checkpoint.
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
-        tmp = temp_file_beside(path)
+
+        def write(file) -> None:
+            recorder = _WriteErrors(file)
+            try:
+                torch.save(checkpoint, recorder)
+            except RuntimeError:
+                if recorder.error is not None:
+                    raise recorder.error from None
+                raise
+
+        with disk_full_is_an_error(path, "the previous checkpoint is kept"):
+            atomic_write(path, write)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
         try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise GlueboxError(f"checkpoint {path} does not exist") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise GlueboxError(f"checkpoint {path} cannot be read ({reason})") from None
 
 
-class EpochRecorder(L.Callback):
-    """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
+class _WriteErrors:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write.
 
-    Also shows throughput (real tokens per second) and peak memory on the progress bar.
+    torch's zip writer turns it into a ``RuntimeError`` ("unexpected pos ...") that no longer
+    says why; with the original error, a full disk can be told from a bug.
     """
 
-    def __init__(self, run: RunDirectory):
-        self.run = run
-        self.records: list[dict] = []
-        self._epoch_start = 0.0
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+class StepRecorder(L.Callback):
+    """One row per optimizer step in ``steps/metrics.csv``; throughput and memory on the progress bar.
+
+    Rows are appended (and fsynced) at every checkpoint, every epoch end and every
+    ``flush_seconds``. The checkpoint records how many rows were on disk with it.
+    """
+
+    COLUMNS = ("epoch", "step", "loss", "learning_rate", "perf/tokens_per_second", "perf/peak_rss_mb")
+    """``perf/`` columns are measurements of this machine, not results (``gluebox compare`` ignores them)."""
+
+    def __init__(self, run: RunDirectory, flush_seconds: float = 30.0):
+        self.path = run.file(STEPS) / "metrics.csv"
+        self.flush_seconds = flush_seconds
+        self.pending: list[dict] = []
+        self.rows_on_disk = 0
+        self._flushed_at = time.monotonic()
+        self._epoch_start = time.perf_counter()
         self._tokens = 0
+        self._learning_rate = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
         self._tokens = 0
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._tokens += batch.num_tokens
-        elapsed = max(1e-9, time.perf_counter() - self._epoch_start)
-        pl_module.log("tok/s", self._tokens / elapsed, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        pl_module.log("peak_mb", resources.peak_rss_bytes() / 2**20, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        tokens_per_second = self._tokens / max(1e-9, time.perf_counter() - self._epoch_start)
+        peak_mb = resources.peak_rss_bytes() / 2**20
+        pl_module.log("tok/s", tokens_per_second, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log("peak_mb", peak_mb, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        self.pending.append({
+            "epoch": trainer.current_epoch + 1,
+            "step": trainer.global_step,
+            "loss": pl_module.step_losses[-1],
+            "learning_rate": self._learning_rate,
+            "perf/tokens_per_second": tokens_per_second,
+            "perf/peak_rss_mb": peak_mb,
+        })
+        if time.monotonic() - self._flushed_at >= self.flush_seconds:
+            self.flush()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self._epoch_start
+        self.flush()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Append the pending rows to the file and fsync it."""
+        self._flushed_at = time.monotonic()
+        if not self.pending:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        if new_file:
+            writer.writeheader()
+        for row in self.pending:
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with disk_full_is_an_error(self.path, "the rows written so far are kept"):
+            with open(self.path, "a", encoding="utf-8", newline="") as file:
+                file.write(buffer.getvalue())
+                file.flush()
+                os.fsync(file.fileno())
+        if new_file:
+            fsync_folder(self.path.parent)
+        self.rows_on_disk += len(self.pending)
+        self.pending = []
+
+    def state_dict(self) -> dict:
+        """Flushes first, so that every row up to the checkpoint is on disk with it."""
+        self.flush()
+        return {"rows": self.rows_on_disk}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Cut the file back to the rows of the checkpoint (a killed run may have written more)."""
+        count = int(state_dict["rows"])
+        rows = read_step_rows(self.path)
+        if len(rows) < count:
+            raise GlueboxError(
+                f"{self.path} has {len(rows)} rows but the checkpoint needs {count}; "
+                "the run directory was changed since the checkpoint"
+            )
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows[:count])
+        atomic_write_text(self.path, buffer.getvalue())
+        self.rows_on_disk = count
+        self.pending = []
+
+
+def read_step_rows(path: Path) -> list[dict]:
+    """The rows of a ``steps/metrics.csv`` (none if there is no file yet)."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+class EpochRecorder(L.Callback):
+    """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl."""
+
+    def __init__(self, run: RunDirectory):
+        self.run = run
+        self.records: list[dict] = []
+        self._epoch_start = time.perf_counter()
+        self._seconds_before = 0.0
+        """Training seconds of this epoch before a resume."""
+        self._tokens = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+        self._seconds_before = 0.0
+        self._tokens = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._tokens += batch.num_tokens
+
+    def _seconds(self) -> float:
+        return self._seconds_before + time.perf_counter() - self._epoch_start
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = self._seconds()
         record = {
             "epoch": trainer.current_epoch + 1,
             "step": trainer.global_step,
@@ -81,14 +237,91 @@ class EpochRecorder(L.Callback):
             flush=True,
         )
 
+    def state_dict(self) -> dict:
+        return {"records": len(self.records), "epoch_seconds": self._seconds(), "epoch_tokens": self._tokens}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Keep the records of the checkpoint's epochs and drop any a killed run wrote after it."""
+        self.records = self.run.keep_metrics(int(state_dict["records"]))
+        self._seconds_before = float(state_dict.get("epoch_seconds", 0.0))
+        self._tokens = int(state_dict.get("epoch_tokens", 0))
+
+
+class BatchOrder(L.Callback):
+    """Tells the batch sampler which epoch it is, and keeps its place in the epoch in checkpoints.
+
+    Lightning 2.6 does neither for a batch sampler like ours: it calls ``set_epoch`` only on
+    ``loader.sampler`` and ``loader.batch_sampler.sampler``, and it restores a loader's
+    state only when the loader is set up after the checkpoint is loaded, while the
+    schedule's ``estimated_stepping_batches`` sets it up before.
+    """
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.sampler.set_epoch(trainer.current_epoch)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sampler.load_state_dict(state_dict)
+
+
+class RandomState(L.Callback):
+    """Saves the global random generators with each checkpoint and puts them back on resume.
+
+    Dropout draws from torch's generator, so a resumed run must continue its stream exactly
+    where the checkpoint was taken. The state is restored just before the first training
+    step after the resume: nothing between a checkpoint and the next step draws from these
+    generators, while setting up a resumed run does (the new head's random weights).
+    """
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        numpy_state = np.random.get_state()
+        version, python_state, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                      "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+            "python": {"version": version, "state": list(python_state), "gauss": gauss},
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        numpy_state = state["numpy"]
+        np.random.set_state(("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["pos"],
+                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+        python_state = state["python"]
+        random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
+
 
 class BestModelExporter(L.Callback):
-    """Saves the model in Hugging Face format whenever the main metric reaches a new best."""
+    """Whenever the main metric reaches a new best: ``best.ckpt`` (weights only) and ``best_model/``
+    (Hugging Face format with the tokenizer).
 
-    def __init__(self, run: RunDirectory, tokenizer, monitor: str):
+    The best value so far is kept in ``last.ckpt``, so a resumed run (even one whose folder
+    was moved) only replaces them with a better epoch.
+    """
+
+    def __init__(self, run: RunDirectory, tokenizer, monitor: str, checkpoint: Path):
         self.run = run
         self.tokenizer = tokenizer
         self.monitor = monitor
+        self.checkpoint = Path(checkpoint)
         self.best: float | None = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -97,8 +330,9 @@ class BestModelExporter(L.Callback):
         value = pl_module.last_validation.get(self.monitor)
         if value is None or (self.best is not None and not value > self.best):
             return
-        self.best = value
+        trainer.save_checkpoint(self.checkpoint, weights_only=True)
         export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
+        self.best = value
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -108,16 +342,25 @@ class BestModelExporter(L.Callback):
 
 
 def export_hf_model(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames."""
+    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames.
+
+    A full disk is a one-line error and leaves the previous export in place.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with disk_full_is_an_error(target, "the previous best model is kept"):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            for file in tmp.rglob("*"):
+                if file.is_file():
+                    with open(file, "rb") as handle:
+                        os.fsync(handle.fileno())
         old = target.with_name(f".{target.name}.old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
         os.replace(tmp, target)
+        fsync_folder(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,11 +12,14 @@ import re
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import (
-    CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, STEPS, SUMMARY, TASK, RunDirectory,
-)
+from gluebox.run_dir import CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
+
+if TYPE_CHECKING:
+    from gluebox.resume import Resume
 
 
 def default_run_path(config: TrainConfig) -> Path:
@@ -46,30 +49,47 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
     warnings.filterwarnings("ignore", message=".*treespec.*")
+    # A run resumed mid-epoch keeps its place through gluebox.callbacks.BatchOrder, which Lightning cannot see.
+    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
 
 
-def train(config: TrainConfig) -> RunDirectory:
-    """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory."""
+def train(config: TrainConfig, resume: "Resume | None" = None) -> RunDirectory:
+    """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
+
+    With ``resume``, continue that unfinished run from its last checkpoint instead.
+    """
     started = time.time()
     config.validate()
     quiet_libraries()
-    run = RunDirectory.check_new(config.output_dir or default_run_path(config), config.overwrite)
-    config.output_dir = str(run.path)
+    from gluebox import memory
+
+    if resume is None:
+        run = RunDirectory.check_new(config.output_dir or default_run_path(config), config.overwrite,
+                                    config.checkpoint_dir)
+        config.output_dir = str(run.path)
+        memory.preflight(config)
+    else:
+        run = resume.run
 
     import lightning as L
 
-    from gluebox.callbacks import AtomicCheckpointIO, BestModelExporter, EpochRecorder
+    from gluebox.callbacks import (
+        AtomicCheckpointIO, BatchOrder, BestModelExporter, EpochRecorder, RandomState, StepRecorder,
+    )
+    from gluebox.checkpointing import LastCheckpoint
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
     from gluebox.environment import describe
+    from gluebox.errors import RunInterrupted
     from gluebox.hardware import configure_threads, device_name
-    from gluebox import memory, resources
     from gluebox.model import check_tokenizer_fits, load_model, load_tokenizer
     from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.resume import LAST_CHECKPOINT
+    from gluebox.signals import StopRequest
     from gluebox.tracking import wandb_logger
 
-    threads = configure_threads(config.num_threads)
+    threads = configure_threads(config.num_threads if resume is None else resume.threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     # 1. Data: read and tokenize every split now, so that bad rows fail before anything is written.
@@ -80,38 +100,57 @@ def train(config: TrainConfig) -> RunDirectory:
         examples[split] = load_split(config, task, split).head(config.max_eval_samples)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 
-    # 2. Model, with the task's head and our dropout rate, in train mode.
+    # 2. Model, with the task's head and our dropout rate, in train mode; the memory plan (a resumed run keeps its own).
     model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
     check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
-    plan = memory.plan(
-        config.train_batch_size,
-        config.micro_batch_size,
-        config.memory_budget,
-        sum(p.numel() for p in model.parameters()),
-        model.config,
-        int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
-    )
+    if resume is None:
+        plan = memory.plan(
+            config.train_batch_size,
+            config.micro_batch_size,
+            config.memory_budget,
+            sum(p.numel() for p in model.parameters()),
+            model.config,
+            int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
+        )
+        if plan.over_budget:
+            memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
+    else:
+        plan = memory.MemoryPlan(**resume.memory_plan)
+        budget, source = memory.available_budget(config.memory_budget)
+        memory.refuse_if_over(plan.estimated_peak_bytes, budget, source)
     print(plan.describe(), flush=True)
 
     # 3. The run directory: from here on the run exists, marked "running" until it completes.
-    run.create(config.overwrite)
+    stop = StopRequest()
     device = device_name(config.accelerator)
-    run.write_config(config.to_dict())
-    run.write_json(TASK, task.to_dict())
-    run.write_json(MEMORY_PLAN, plan.to_dict())
-    run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads})
+    if resume is None:
+        run.create(config.overwrite)
+        stop.install()
+        run.write_config(config.to_dict())
+        run.write_json(TASK, task.to_dict())
+        run.write_json(MEMORY_PLAN, plan.to_dict())
+        run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads})
+    else:
+        run.reopen()
+        stop.install()
+        print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
     # 4. Lightning: loaders, callbacks, trainer.
     from torch.utils.data import DataLoader
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pad_to = config.max_seq_length if config.padding == "max_length" else None
     train_split = encoded["train"]
+    import torch
+
+    batch_sampler = TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length)
     train_loader = DataLoader(
         train_split,
-        batch_sampler=TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length),
+        batch_sampler=batch_sampler,
         collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens),
+        # Its own generator (only used to seed workers): making an iterator then draws nothing from the
+        # global generator that dropout uses, so a checkpoint's random state is the next step's.
+        generator=torch.Generator().manual_seed(config.seed),
     )
     val_loaders = [
         DataLoader(encoded[s], batch_size=config.eval_batch_size, collate_fn=Collator(encoded[s], pad_id, pad_to))
@@ -119,19 +158,16 @@ def train(config: TrainConfig) -> RunDirectory:
     ]
     monitor = f"{task.validation_splits[0]}/{task.main_metric}"
     checkpoint_dir = Path(config.checkpoint_dir or run.file(CHECKPOINTS))
+    last_checkpoint = checkpoint_dir / LAST_CHECKPOINT
     recorder = EpochRecorder(run)
     callbacks = [
-        ModelCheckpoint(
-            dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
-            save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
-        ),
-        ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False),
+        LastCheckpoint(last_checkpoint, config.checkpoint_every_n_steps, config.checkpoint_every_minutes, stop),
+        BatchOrder(batch_sampler),
+        StepRecorder(run),
         recorder,
-        BestModelExporter(run, tokenizer, monitor),
+        RandomState(),
+        BestModelExporter(run, tokenizer, monitor, checkpoint_dir / "best.ckpt"),
     ]
-    from lightning.pytorch.loggers import CSVLogger
-
-    step_logger = CSVLogger(save_dir=run.path, name=STEPS, version="")
     logger = wandb_logger(config, run.path, run.path.name)
     if logger is not None:
         logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
@@ -140,7 +176,7 @@ def train(config: TrainConfig) -> RunDirectory:
         devices=config.devices,
         max_epochs=config.epochs,
         deterministic=True,
-        logger=[step_logger] + ([logger] if logger is not None else []),
+        logger=[logger] if logger is not None else False,
         callbacks=callbacks,
         default_root_dir=run.path,
         num_sanity_val_steps=0,
@@ -157,12 +193,21 @@ def train(config: TrainConfig) -> RunDirectory:
         OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
     )
 
-    # 5. Train, validating after every epoch.
+    # 5. Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders,
+                    ckpt_path=resume.checkpoint if resume is not None else None)
+    except RunInterrupted as interruption:
+        run.try_set_status("interrupted", signal=interruption.signal_name,
+                           epochs_completed=len(recorder.records), step=trainer.global_step)
+        advice = (f"resume with `gluebox train --resume {run.path}`" if last_checkpoint.exists()
+                  else f"no checkpoint was saved yet; start again with --overwrite")
+        raise RunInterrupted(f"{interruption}; {advice}", interruption.signum) from None
     except BaseException as error:
-        run.set_status("failed", error=type(error).__name__)
+        run.try_set_status("failed", error=type(error).__name__)
         raise
+    finally:
+        stop.uninstall()
     if trainer.interrupted or len(recorder.records) < config.epochs:
         run.set_status("interrupted", epochs_completed=len(recorder.records))
         raise GlueboxError(f"training was interrupted after {len(recorder.records)} epoch(s); {run.path} is incomplete")
