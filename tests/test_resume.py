@@ -178,9 +178,10 @@ def test_resume_after_sigkill_is_identical(tiny_bert, mrpc_dir, reference, tmp_p
     assert_identical(run, reference, capsys)
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_previous_one(sigterm_run, tmp_path):
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(sigterm_run, reference, tmp_path, capsys):
     """`ulimit -f` makes every write past 1 MB fail with EFBIG, as a full disk fails with ENOSPC:
-    one line, exit 2, and the previous last.ckpt is untouched and loads."""
+    one line, exit 2, and the previous last.ckpt is untouched and loads. Resumed with a
+    --checkpoint_dir that has room, the run still ends identical to the uninterrupted one."""
     run = sigterm_run[2]
     last = run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
@@ -201,6 +202,12 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(sigterm_run, tmp_p
     assert checkpoint_step(last) > 0
     assert not list(last.parent.glob(".*.tmp")), "the half-written temp file was removed"
     assert status(run)["status"] == "failed"
+
+    roomy = tmp_path / "roomy"
+    assert main(["train", "--resume", str(run), "--checkpoint_dir", str(roomy)]) == 0
+    assert_identical(run, reference, capsys)
+    assert checkpoint_step(roomy / "last.ckpt") == EPOCHS * STEPS_PER_EPOCH and (roomy / "best.ckpt").exists()
+    assert f"checkpoint_dir: {roomy}" in (run / "config.yaml").read_text()
 
 
 # Refusals ---------------------------------------------------------------------------------------

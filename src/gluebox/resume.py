@@ -16,15 +16,17 @@ from typing import Any
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import CHECKPOINTS, CONFIG, ENVIRONMENT, MEMORY_PLAN, RunDirectory
+from gluebox.run_dir import CHECKPOINTS, CONFIG, ENVIRONMENT, MEMORY_PLAN, RunDirectory, check_checkpoint_dir
 
 LAST_CHECKPOINT = "last.ckpt"
 
 RESUMABLE_FLAGS = frozenset({
-    "progress_bar", "checkpoint_every_minutes", "checkpoint_every_n_steps",
+    "progress_bar", "checkpoint_every_minutes", "checkpoint_every_n_steps", "checkpoint_dir",
     "wandb_mode", "wandb_project", "wandb_run_name", "log_model",
 })
-"""Flags that may take new values on resume: none of them touches the maths."""
+"""Flags that may take new values on resume: none of them touches the maths. A new
+``--checkpoint_dir`` (say, on a disk with room) gets the checkpoints from then on; the run
+resumes from the last checkpoint in the old one."""
 
 
 @dataclass
@@ -67,17 +69,18 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
         raise GlueboxError(f"cannot resume {run_path}: {CONFIG} has settings this gluebox does not know ({', '.join(unknown)})")
     config = TrainConfig(**saved)
     _check_given(run, saved, given)
-    for name in RESUMABLE_FLAGS & set(given):
-        setattr(config, name, given[name])
-    config.overwrite = False
-    config.output_dir = str(run.path)
-
     checkpoint = last_checkpoint(run, config)
     if not checkpoint.is_file():
         raise GlueboxError(
             f"cannot resume {run_path}: no checkpoint at {checkpoint} (the run stopped before saving one); "
             "start it again with --overwrite"
         )
+    for name in RESUMABLE_FLAGS & set(given):
+        setattr(config, name, given[name])
+    config.overwrite = False
+    config.output_dir = str(run.path)
+    if last_checkpoint(run, config) != checkpoint:
+        check_checkpoint_dir(last_checkpoint(run, config).parent)
     plan = run.read_json(MEMORY_PLAN)
     if not isinstance(plan, dict):
         raise GlueboxError(f"cannot resume {run_path}: {MEMORY_PLAN} is missing")

@@ -133,6 +133,16 @@ def check_writable(path: Path) -> None:
         raise GlueboxError(f"cannot write to {probe}; choose a writable --output_dir")
 
 
+def check_checkpoint_dir(checkpoint_dir: str | Path) -> None:
+    """A ``--checkpoint_dir`` must not hold another run's checkpoints (they would be replaced)."""
+    taken = [name for name in ("last.ckpt", "best.ckpt") if (Path(checkpoint_dir) / name).exists()]
+    if taken:
+        raise GlueboxError(
+            f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
+            "choose another --checkpoint_dir or pass --overwrite"
+        )
+
+
 class RunDirectory:
     """One run's folder and the files in it."""
 
@@ -162,12 +172,7 @@ class RunDirectory:
                     "replaces run directories, so choose another --output_dir"
                 )
         if checkpoint_dir is not None and not overwrite:
-            taken = [name for name in ("last.ckpt", "best.ckpt") if (Path(checkpoint_dir) / name).exists()]
-            if taken:
-                raise GlueboxError(
-                    f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
-                    "choose another --checkpoint_dir or pass --overwrite"
-                )
+            check_checkpoint_dir(checkpoint_dir)
         check_writable(run.path)
         return run
 

@@ -133,6 +133,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None) -> RunDirectory:
     else:
         run.reopen()
         stop.install()
+        run.write_config(config.to_dict())  # with this session's harmless flags (a new --checkpoint_dir)
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
     # 4. Lightning: loaders, callbacks, trainer.
