@@ -236,6 +236,10 @@ def test_resume_refusals(tiny_bert, mrpc_dir, reference, tmp_path, capsys):
     refused(capsys, ["train", "--resume", str(unfinished), "--learning_rate", "0.5"],
             "--learning_rate 0.5 would change the run (it has 0.001)")
     refused(capsys, ["train", "--resume", str(unfinished), "--overwrite"], "use one of them")
+    refused(capsys, ["train", "--resume", str(unfinished), "--output_dir", str(tmp_path / "elsewhere")],
+            "drop --output_dir")
+    refused(capsys, ["train", "--resume", str(unfinished), "--num_threads", "1"],
+            "--num_threads 1 would change the run (it has the default)")
     shutil.rmtree(unfinished / "checkpoints")
     refused(capsys, ["train", "--resume", str(unfinished)], "no checkpoint at")
     assert sorted((p, p.stat().st_mtime_ns) for p in unfinished.rglob("*") if "checkpoints" not in p.parts) == \

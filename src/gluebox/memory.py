@@ -123,10 +123,19 @@ def available_budget(memory_budget: str | None) -> tuple[int, str]:
     return resources.available_memory() + resources.current_rss_bytes(), AVAILABLE
 
 
-def refuse_if_over(estimated_peak: int, budget: int, source: str) -> None:
-    """One line, before anything is written, when even one example at a time cannot fit."""
+def refuse_if_over(estimated_peak: int, budget: int, source: str, resumed: bool = False) -> None:
+    """One line, before anything is written, when even one example at a time cannot fit.
+
+    A resumed run keeps its own micro-batches (other ones would change the last bits of its
+    results), so it needs what its plan needs.
+    """
     if estimated_peak <= budget:
         return
+    if resumed:
+        raise GlueboxError(
+            f"not enough memory: the run's memory plan (memory_plan.json) needs about {estimated_peak / 1e9:.2f} GB "
+            f"but {budget / 1e9:.2f} GB is available ({source}); resume it where there is more memory"
+        )
     raise GlueboxError(
         f"not enough memory: training needs about {estimated_peak / 1e9:.2f} GB even one example at a time, "
         f"but {budget / 1e9:.2f} GB is available ({source}); lower --max_seq_length, use a smaller model, "

@@ -90,18 +90,25 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
 
 
 def _check_given(run: RunDirectory, saved: dict, given: dict[str, Any]) -> None:
-    """Refuse flags that would make the resumed run differ from the run that was started."""
+    """Refuse flags that would make the resumed run differ from the run that was started.
+
+    Values are compared as the run saved them, after the same normalisation (``--text_pair_column
+    none`` is saved as no column).
+    """
     if given.get("overwrite"):
         raise GlueboxError("--resume continues a run and --overwrite replaces one; use one of them")
-    for name, value in given.items():
-        if name in RESUMABLE_FLAGS or name == "overwrite":
-            continue
-        if name == "output_dir" and value is not None and Path(value).resolve() == run.path.resolve():
-            continue
-        if value != saved.get(name):
+    if given.get("output_dir") is not None and Path(given["output_dir"]).resolve() != run.path.resolve():
+        raise GlueboxError(
+            f"--resume continues {run.path} in place; drop --output_dir (copy the folder first to keep the original)"
+        )
+    maths = {name: value for name, value in given.items() if name not in RESUMABLE_FLAGS | {"overwrite", "output_dir"}}
+    candidate = TrainConfig(**(saved | maths)).validate()
+    for name, value in maths.items():
+        if getattr(candidate, name) != saved.get(name):
+            had = saved.get(name) if saved.get(name) is not None else "the default"
             raise GlueboxError(
                 f"--resume continues {run.path} with the settings in its {CONFIG}; --{name} {value} would change "
-                f"the run (it has {saved.get(name)}); drop the flag, or start a new run to change it"
+                f"the run (it has {had}); drop the flag, or start a new run to change it"
             )
 
 

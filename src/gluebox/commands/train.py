@@ -117,7 +117,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None) -> RunDirectory:
     else:
         plan = memory.MemoryPlan(**resume.memory_plan)
         budget, source = memory.available_budget(config.memory_budget)
-        memory.refuse_if_over(plan.estimated_peak_bytes, budget, source)
+        memory.refuse_if_over(plan.estimated_peak_bytes, budget, source, resumed=True)
     print(plan.describe(), flush=True)
 
     # 3. The run directory: from here on the run exists, marked "running" until it completes.
