@@ -2,7 +2,7 @@
 
 Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
 to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
-up as an uninterrupted run's.
+up as an uninterrupted run's. Checkpoints themselves are in :mod:`gluebox.checkpointing`.
 """
 
 from __future__ import annotations
@@ -10,77 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import os
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox import resources
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import (
-    BEST_MODEL, STEPS, RunDirectory, atomic_write, atomic_write_text, disk_full_is_an_error, fsync_folder,
-)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves a checkpoint to a temporary file beside it, fsyncs it, then renames it into place.
-
-    A kill or a full disk during a save leaves the previous checkpoint intact under its
-    name; a full disk is a one-line error. Saving straight to a file also avoids
-    Lightning's in-memory copy of the whole checkpoint.
-    """
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-
-        def write(file) -> None:
-            recorder = _WriteErrors(file)
-            try:
-                torch.save(checkpoint, recorder)
-            except RuntimeError:
-                if recorder.error is not None:
-                    raise recorder.error from None
-                raise
-
-        with disk_full_is_an_error(path, "the previous checkpoint is kept"):
-            atomic_write(path, write)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None):
-        try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except FileNotFoundError:
-            raise GlueboxError(f"checkpoint {path} does not exist") from None
-        except (RuntimeError, EOFError, OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise GlueboxError(f"checkpoint {path} cannot be read ({reason})") from None
-
-
-class _WriteErrors:
-    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write.
-
-    torch's zip writer turns it into a ``RuntimeError`` ("unexpected pos ...") that no longer
-    says why; with the original error, a full disk can be told from a bug.
-    """
-
-    def __init__(self, file):
-        self.file = file
-        self.error: OSError | None = None
-
-    def write(self, data) -> int:
-        try:
-            return self.file.write(data)
-        except OSError as error:
-            self.error = error
-            raise
-
-    def flush(self) -> None:
-        self.file.flush()
+from gluebox.run_dir import BEST_MODEL, STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
 
 
 class StepRecorder(L.Callback):
@@ -245,68 +184,6 @@ class EpochRecorder(L.Callback):
         self.records = self.run.keep_metrics(int(state_dict["records"]))
         self._seconds_before = float(state_dict.get("epoch_seconds", 0.0))
         self._tokens = int(state_dict.get("epoch_tokens", 0))
-
-
-class BatchOrder(L.Callback):
-    """Tells the batch sampler which epoch it is, and keeps its place in the epoch in checkpoints.
-
-    Lightning 2.6 does neither for a batch sampler like ours: it calls ``set_epoch`` only on
-    ``loader.sampler`` and ``loader.batch_sampler.sampler``, and it restores a loader's
-    state only when the loader is set up after the checkpoint is loaded, while the
-    schedule's ``estimated_stepping_batches`` sets it up before.
-    """
-
-    def __init__(self, sampler):
-        self.sampler = sampler
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.sampler.set_epoch(trainer.current_epoch)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.sampler.load_state_dict(state_dict)
-
-
-class RandomState(L.Callback):
-    """Saves the global random generators with each checkpoint and puts them back on resume.
-
-    Dropout draws from torch's generator, so a resumed run must continue its stream exactly
-    where the checkpoint was taken. The state is restored just before the first training
-    step after the resume: nothing between a checkpoint and the next step draws from these
-    generators, while setting up a resumed run does (the new head's random weights).
-    """
-
-    def __init__(self):
-        self._pending: dict | None = None
-
-    def state_dict(self) -> dict:
-        numpy_state = np.random.get_state()
-        version, python_state, gauss = random.getstate()
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
-                      "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
-            "python": {"version": version, "state": list(python_state), "gauss": gauss},
-        }
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._pending = state_dict
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._pending is None:
-            return
-        state, self._pending = self._pending, None
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        numpy_state = state["numpy"]
-        np.random.set_state(("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["pos"],
-                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-        python_state = state["python"]
-        random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
 
 
 class BestModelExporter(L.Callback):

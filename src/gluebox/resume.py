@@ -16,6 +16,7 @@ from typing import Any
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
+from gluebox.memory import MemoryPlan
 from gluebox.run_dir import CHECKPOINTS, CONFIG, ENVIRONMENT, MEMORY_PLAN, RunDirectory, check_checkpoint_dir
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -82,8 +83,10 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
     if last_checkpoint(run, config) != checkpoint:
         check_checkpoint_dir(last_checkpoint(run, config).parent)
     plan = run.read_json(MEMORY_PLAN)
-    if not isinstance(plan, dict):
-        raise GlueboxError(f"cannot resume {run_path}: {MEMORY_PLAN} is missing")
+    try:
+        MemoryPlan(**plan)
+    except TypeError:
+        raise GlueboxError(f"cannot resume {run_path}: {MEMORY_PLAN} is missing or not one gluebox wrote") from None
     environment = run.read_json(ENVIRONMENT) or {}
     threads = environment.get("torch_threads") if config.num_threads is None else config.num_threads
     return config, Resume(run, checkpoint, plan, threads if isinstance(threads, int) else None)

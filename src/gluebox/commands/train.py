@@ -49,7 +49,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
     warnings.filterwarnings("ignore", message=".*treespec.*")
-    # A run resumed mid-epoch keeps its place through gluebox.callbacks.BatchOrder, which Lightning cannot see.
+    # A run resumed mid-epoch keeps its place through gluebox.checkpointing.BatchOrder, which Lightning cannot see.
     warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
 
 
@@ -73,10 +73,8 @@ def train(config: TrainConfig, resume: "Resume | None" = None) -> RunDirectory:
 
     import lightning as L
 
-    from gluebox.callbacks import (
-        AtomicCheckpointIO, BatchOrder, BestModelExporter, EpochRecorder, RandomState, StepRecorder,
-    )
-    from gluebox.checkpointing import LastCheckpoint
+    from gluebox.callbacks import BestModelExporter, EpochRecorder, StepRecorder
+    from gluebox.checkpointing import AtomicCheckpointIO, BatchOrder, LastCheckpoint, RandomState
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
@@ -94,6 +92,8 @@ def train(config: TrainConfig, resume: "Resume | None" = None) -> RunDirectory:
 
     # 1. Data: read and tokenize every split now, so that bad rows fail before anything is written.
     task = resolve_task(config)
+    if resume is not None and task.to_dict() != run.read_json(TASK):
+        raise GlueboxError(f"cannot resume {run.path}: its data now gives other labels or columns than {TASK} says")
     tokenizer = load_tokenizer(config.model_name_or_path)
     examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
     for split in task.validation_splits:

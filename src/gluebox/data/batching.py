@@ -27,7 +27,7 @@ MEGA_BATCH_FACTOR = 50
 class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Seeded, per-epoch deterministic batches of example indices, resumable mid-epoch.
 
-    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.callbacks.BatchOrder`),
+    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.checkpointing.BatchOrder`),
     so epoch ``e`` always gets the same batches for the same seed, whatever ran before (a
     resumed run included). The batches are drawn when the first one is asked for, not when
     the iterator is made, because Lightning makes the iterator of a resumed run before the
