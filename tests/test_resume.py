@@ -249,6 +249,9 @@ def test_resume_refusals(tiny_bert, mrpc_dir, reference, tmp_path, capsys):
     (running / "summary.json").unlink()
     # A live process whose command line says gluebox stands in for a run still in progress.
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gluebox"])
+    deadline = time.time() + 30
+    while b"gluebox" not in Path(f"/proc/{process.pid}/cmdline").read_bytes() and time.time() < deadline:
+        time.sleep(0.01)  # empty while the new program is still being loaded
     try:
         (running / "status.json").write_text(json.dumps({"status": "running", "pid": process.pid}))
         refused(capsys, ["train", "--resume", str(running)], f"still running (process {process.pid})")
