@@ -108,11 +108,11 @@ def interrupt(run: Path, command: list[str], signum: int) -> tuple[int, float, s
 
 @pytest.fixture(scope="module")
 def sigterm_run(tiny_bert, mrpc_dir, tmp_path_factory):
-    """A run stopped by SIGTERM soon after its first checkpoint (every 2 steps), and a copy of it
-    made at once (for the full-disk test; the original is resumed in place)."""
+    """A run stopped by SIGTERM soon after its first checkpoint (by the timer: every 60 ms), and a
+    copy of it made at once (for the full-disk test; the original is resumed in place)."""
     folder = tmp_path_factory.mktemp("sigterm")
     run = folder / "run"
-    outcome = interrupt(run, args(tiny_bert, mrpc_dir, run, "--checkpoint_every_n_steps", "2"), signal.SIGTERM)
+    outcome = interrupt(run, args(tiny_bert, mrpc_dir, run, "--checkpoint_every_minutes", "0.001"), signal.SIGTERM)
     shutil.copytree(run, folder / "spare")
     return run, outcome, folder / "spare"
 
