@@ -375,3 +375,57 @@ def test_yaml_config_drives_a_refusal_like_a_flag(capsys, tmp_path, tiny_bert, r
     assert rc == 0, capsys.readouterr().err
     assert (output / "summary.json").exists()
 
+
+
+# Memory, run directories and checkpoints ----------------------------------------------------------
+
+
+def test_run_that_cannot_fit_in_memory_is_refused_before_reading_data(capsys, tmp_path, tiny_bert, rte):
+    (rte / "train.tsv").write_text("")  # not read: the memory check comes first
+    line = refuse(capsys, tmp_path, tiny_bert, "not enough memory", "--task_name", "rte", "--data_dir", str(rte),
+                  *quick("--memory_budget", "500MB"))
+    assert "0.50 GB is available (--memory_budget)" in line
+    assert "--max_seq_length" in line and "smaller model" in line
+
+
+@pytest.mark.parametrize(("flags", "phrase"), [
+    (["--checkpoint_every_n_steps", "0"], "--checkpoint_every_n_steps must be at least 1, got 0"),
+    (["--checkpoint_every_minutes", "-1"], "--checkpoint_every_minutes must be 0 or more, got -1"),
+    (["--checkpoint_every_minutes", "inf"], "--checkpoint_every_minutes must be 0 or more"),
+])
+def test_bad_checkpoint_intervals(capsys, tmp_path, tiny_bert, rte, flags, phrase):
+    refuse(capsys, tmp_path, tiny_bert, phrase, "--task_name", "rte", "--data_dir", str(rte), *quick(), *flags)
+
+
+def test_overwrite_never_removes_what_gluebox_did_not_write(capsys, tmp_path, tiny_bert, rte):
+    """--overwrite replaces a run directory, not a folder of the user's own, nor a file."""
+    mine = tmp_path / "my-documents"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    line = assert_refused(capsys, train_args(tiny_bert, mine, "--task_name", "rte", "--data_dir", str(rte),
+                                             *quick(), "--overwrite"), "not a gluebox run", None)
+    assert "--output_dir" in line and (mine / "thesis.tex").read_text() == "years of work"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    assert_refused(capsys, train_args(tiny_bert, a_file, "--task_name", "rte", "--data_dir", str(rte), *quick(),
+                                      "--overwrite"), "not a gluebox run", None)
+    assert a_file.read_text() == "keep me"
+
+
+def test_existing_run_directory_points_to_resume(capsys, tmp_path, tiny_bert, rte):
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "status.json").write_text('{"status": "interrupted"}')
+    line = assert_refused(capsys, train_args(tiny_bert, output, "--task_name", "rte", "--data_dir", str(rte),
+                                             *quick()), "already exists", None)
+    assert f"--resume {output}" in line and "--overwrite" in line
+
+
+def test_checkpoint_dir_of_another_run_is_not_overwritten(capsys, tmp_path, tiny_bert, rte):
+    shared = tmp_path / "ckpts"
+    shared.mkdir()
+    (shared / "last.ckpt").write_bytes(b"another run's checkpoint")
+    line = refuse(capsys, tmp_path, tiny_bert, "already holds last.ckpt", "--task_name", "rte", "--data_dir",
+                  str(rte), *quick(), "--checkpoint_dir", str(shared))
+    assert "--checkpoint_dir" in line
+    assert (shared / "last.ckpt").read_bytes() == b"another run's checkpoint"

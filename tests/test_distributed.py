@@ -130,7 +130,8 @@ def test_validation_of_two_processes_equals_one_process_evaluation_of_the_same_w
 
     The fingerprint (sha256 of the float32 scores in dataset order) must be equal: the processes
     scored exactly the batches one process scores. Pearson merges per-process float32 moments,
-    so it agrees to rounding (3e-6 relative seen)."""
+    so it agrees to float32 rounding only: 3e-6 relative seen on one set of weights, 3.5e-5 on
+    another, because the tiny model's scores are nearly constant (an ill-conditioned Pearson)."""
     summary = json.loads((stsb_two_processes / "summary.json").read_text())
     output = tmp_path / "eval.json"
     assert main(["evaluate", str(stsb_two_processes), "--output", str(output)]) == 0
@@ -138,7 +139,7 @@ def test_validation_of_two_processes_equals_one_process_evaluation_of_the_same_w
     best = summary["best"]
     assert scored["examples"] == best["validation/examples"] == DEV_ROWS
     assert scored["fingerprint"] == best["validation/fingerprint"]
-    assert scored["pearson"] == pytest.approx(best["validation/pearson"], rel=1e-5)
+    assert scored["pearson"] == pytest.approx(best["validation/pearson"], rel=2e-4)
     assert scored["spearmanr"] == pytest.approx(best["validation/spearmanr"], rel=1e-6)
     assert scored["loss"] == pytest.approx(best["validation/loss"], rel=1e-6)
 

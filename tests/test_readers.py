@@ -382,6 +382,23 @@ def test_jsonl_pathological_values_are_one_line_errors(tmp_path, value):
     one_line(caught.value)
 
 
+@pytest.mark.parametrize("literal", ["NaN", "-Infinity", "Infinity", "1e999", "-1e999"])
+def test_jsonl_numbers_that_are_not_finite_are_one_line_errors(tmp_path, literal):
+    """Python's json reads NaN and Infinity (not JSON) and turns 1e999 into inf; they would become the
+    texts "nan" and "inf" without a word, so they are refused."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"sentence1": "a", "label": 1.5}\n{"sentence1": "b", "label": ' + literal + "}\n")
+    with pytest.raises(GlueboxError, match=f"line 2: {literal} is not a finite number") as caught:
+        read_rows(path)
+    assert "in quotes" in one_line(caught.value)
+
+
+def test_jsonl_big_and_tiny_numbers_that_fit_become_text(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"sentence1": "a", "label": 12345678901234567890, "x": 1E-400, "y": 1e308}\n')
+    assert fields(read_rows(path)) == [{"sentence1": "a", "label": "12345678901234567890", "x": "0.0", "y": "1e+308"}]
+
+
 @pytest.mark.parametrize("case", ["csv-label", "csv-train-labels", "csv-header", "jsonl-key", "tsv-cr-label"])
 def test_values_from_the_file_do_not_break_the_error_line(tmp_path, case):
     if case == "csv-label":
@@ -416,12 +433,13 @@ def test_values_from_the_file_do_not_break_the_error_line(tmp_path, case):
 #
 # Files are mostly well formed with a few defects each (a row of the wrong width, an empty text, an odd
 # label, a renamed column, stray bytes, a BOM, CRLF line ends), so that both outcomes, loading and a
-# refusal, are common. The generators leave out the inputs of the known bugs pinned above (JSONL records
-# with different keys, huge JSON integers or deep nesting, newlines inside CSV/JSONL label values and CSV
-# column names); widen them once those are fixed.
+# refusal, are common. Values may hold newlines, quotes, tabs and BOMs (labels and column names too);
+# JSON Lines records may lack a column or have extra ones, and hold pathological numbers (NaN, Infinity,
+# 1e999, integers of hundreds or thousands of digits, deep nesting).
 
 SPECIAL = [
-    "", " ", "\t", "pos", "neg", "0", "1", "2", "1.5", "-0.25", "nan", "inf", "1e999", "3.0",
+    "", " ", "\t", "pos", "neg", "0", "1", "2", "1.5", "-0.25", "nan", "inf", "1e999", "3.0", "\n", "a\nb", "\r\n",
+    "po\rs", "\ufeffpos", "\ufeff", "\ta\t", "'", "\"pos\"", "NaN", "Infinity", "-Infinity", "9" * 400,
     "entailment", "neutral", "contradiction", "not_entailment", "equivalent", '"', '""', '"a"b', "a,b",
     "sentence1", "sentence2", "label", "id", "index", "\ufeff", "\x00", "\u2028", "\x85", "é", "日本",
 ]
@@ -453,7 +471,8 @@ def columns_and_config(draw):
     if draw(st.booleans()):
         header.insert(draw(st.integers(0, len(header))), draw(st.sampled_from(["id", "idx", "index", "extra"])))
     if draw(st.integers(0, 5)) == 0:  # a defect: a column renamed, or named twice
-        header[draw(st.integers(0, len(header) - 1))] = draw(st.sampled_from(["label", "text", " sentence1 ", ""]))
+        header[draw(st.integers(0, len(header) - 1))] = draw(st.sampled_from(
+            ["label", "text", " sentence1 ", "", "sentence\n1", "\ufefflabel", "label\t", '"label"']))
     header = list(draw(st.permutations(header)))
     config = ["sentence1", "sentence2" if pair else "none", "label"]
     if draw(st.integers(0, 7)) == 0:  # a defect: the config names a column the file lacks
@@ -496,7 +515,7 @@ def _mangle(draw, text: str) -> bytes:
 @st.composite
 def tsv_file(draw):
     header, config = draw(columns_and_config())
-    rows = draw(st.lists(cells(header, line_free_labels=True), min_size=0, max_size=6))
+    rows = draw(st.lists(cells(header, line_free_labels=False), min_size=0, max_size=6))
     # TSV has no quoting: a newline inside a value splits the record, a tab adds a field.
     lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
     return _mangle(draw, "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"]))), config
@@ -505,7 +524,7 @@ def tsv_file(draw):
 @st.composite
 def csv_file(draw):
     header, config = draw(columns_and_config())
-    rows = draw(st.lists(cells(header, line_free_labels=True), min_size=0, max_size=6))
+    rows = draw(st.lists(cells(header, line_free_labels=False), min_size=0, max_size=6))
     buffer = io.StringIO()
     if draw(st.integers(0, 5)):
         csv.writer(buffer, lineterminator=draw(st.sampled_from(["\n", "\r\n"]))).writerows([header, *rows])
@@ -514,29 +533,46 @@ def csv_file(draw):
     return _mangle(draw, buffer.getvalue()), config
 
 
+RAW_NUMBERS = ["NaN", "-NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1E-400", "-0", "0.0000",
+               "12345678901234567890.5", "1" + "0" * 20, "9" * 400, "1" + "0" * 5000, "[" * 2000 + "]" * 2000]
+"""JSON values written as they are: NaN and infinities (Python's json reads them), numbers that overflow
+a float or Python's 4300-digit limit on ints, nesting deeper than the recursion limit allows."""
+
+
 @st.composite
 def jsonl_file(draw):
     header, config = draw(columns_and_config())
     keys = list(dict.fromkeys(header))
-    json_value = st.one_of(st.integers(-10**6, 10**6), st.floats(), st.booleans(), st.none(),
-                           st.lists(st.integers(), max_size=2), st.dictionaries(st.sampled_from("ab"), st.integers()))
+    json_value = st.one_of(st.integers(-10**6, 10**6), st.integers(-10**30, 10**30), st.floats(), st.booleans(),
+                           st.none(), st.lists(st.integers(), max_size=2),
+                           st.dictionaries(st.sampled_from("ab"), st.integers()))
 
     def record():
-        values = dict(zip(header, draw(cells(header, line_free_labels=True)) + [""] * len(header)))
-        out = {}
-        for key in keys:  # the same keys in every record (see above)
-            value = values[key]
-            out[key] = _line_free(value) if key.strip() == "label" else value
-            if draw(st.integers(0, 9)) == 0:
+        values = dict(zip(header, draw(cells(header, line_free_labels=False)) + [""] * len(header)))
+        out, raw = {}, {}
+        for key in keys:
+            if draw(st.integers(0, 11)) == 0:  # a defect: this record lacks the column
+                continue
+            out[key] = values[key]
+            roll = draw(st.integers(0, 11))
+            if roll == 0:
                 out[key] = draw(json_value)
-        return json.dumps(out, ensure_ascii=draw(st.booleans()))
+            elif roll == 1:  # a number JSON can spell but a float or an int cannot hold
+                raw[f"@raw{len(raw)}@"] = draw(st.sampled_from(RAW_NUMBERS))
+                out[key] = list(raw)[-1]
+        if draw(st.integers(0, 7)) == 0:  # a column the others do not have
+            out[draw(st.sampled_from(["extra", "label2", "sentence3", "\ufeffid"]))] = draw(FIELD)
+        text = json.dumps(out, ensure_ascii=draw(st.booleans()), allow_nan=True)
+        for placeholder, literal in raw.items():
+            text = text.replace(json.dumps(placeholder), literal)
+        return text
 
     lines = []
     for _ in range(draw(st.integers(0, 6))):
         if draw(st.integers(0, 9)) == 0:  # a defect: not an object, or not JSON at all
             lines.append(draw(st.one_of(
                 st.lists(LINE_FREE_FIELD, max_size=3).map(json.dumps),
-                st.sampled_from(["", "{", "null", "42", '"text"', "{'a': 1}", "[]", "{} {}"]),
+                st.sampled_from(["", "{", "null", "42", '"text"', "{'a': 1}", "[]", "{} {}", "NaN", "1e999"]),
                 LINE_FREE_FIELD,
             )))
         else:
@@ -611,6 +647,16 @@ def test_random_csv_files_load_or_fail_with_one_line(tmp_path_factory, file, pro
 @given(file=jsonl_file(), problem_type=PROBLEM_TYPES)
 @example(file=(b'{"sentence1": "a", "label": 1.5}\n{"sentence1": "b", "label": 2}\n', ("sentence1", "none", "label")),
          problem_type="auto")
+@example(file=(b'{"sentence1": "a", "label": "x"}\n{"label": "y", "extra": 1}\n', ("sentence1", "none", "label")),
+         problem_type="auto")
+@example(file=(b'{"sentence1": "a\\nb\\t\\"c\\"", "label": "p\\nq"}\n{"sentence1": "\\ufeffd", "label": "r"}\n',
+               ("sentence1", "none", "label")), problem_type="classification")
+@example(file=(b'{"sentence1": "a", "label": ' + b"9" * 400 + b'}\n{"sentence1": "b", "label": 2.5}\n',
+               ("sentence1", "none", "label")), problem_type="regression")
+@example(file=(b'{"sentence1": "a", "label": ' + b"1" * 5000 + b'}\n', ("sentence1", "none", "label")),
+         problem_type="auto")
+@example(file=(b'{"sentence1": Infinity, "label": 1}\n{"sentence1": "b", "label": NaN}\n',
+               ("sentence1", "none", "label")), problem_type="classification")
 def test_random_jsonl_files_load_or_fail_with_one_line(tmp_path_factory, file, problem_type):
     data, columns = file
     exercise_custom_file(tmp_path_factory.getbasetemp(), ".jsonl", data, columns, problem_type)

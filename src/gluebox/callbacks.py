@@ -1,7 +1,14 @@
-"""Lightning callbacks that write the run directory and report throughput and memory."""
+"""Lightning callbacks that write the run directory and report throughput and memory.
+
+Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
+to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
+up as an uninterrupted run's. Checkpoints themselves are in :mod:`gluebox.checkpointing`.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import tempfile
@@ -10,57 +17,160 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox import resources
 from gluebox.distributed import rank_seed
-from gluebox.run_dir import BEST_MODEL, RunDirectory, temp_file_beside
+from gluebox.errors import GlueboxError
+from gluebox.run_dir import BEST_MODEL, STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves a checkpoint to a temporary file beside it, then renames it into place.
+class StepRecorder(L.Callback):
+    """One row per optimizer step in ``steps/metrics.csv``; throughput and memory on the progress bar.
 
-    A kill during a save leaves the previous checkpoint intact under its name. Saving
-    straight to a file also avoids Lightning's in-memory copy of the whole checkpoint.
+    Rows are appended (and fsynced) at every checkpoint, every epoch end and every
+    ``flush_seconds``. The checkpoint records how many rows were on disk with it. In a
+    multi-process run only rank 0 writes.
     """
 
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = temp_file_beside(path)
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    COLUMNS = ("epoch", "step", "loss", "learning_rate", "perf/tokens_per_second", "perf/peak_rss_mb")
+    """``perf/`` columns are measurements of this machine, not results (``gluebox compare`` ignores them)."""
 
-
-class EpochRecorder(L.Callback):
-    """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
-
-    Also shows throughput (real tokens per second, of all processes) and peak memory on the
-    progress bar. In a multi-process run every process keeps the records, and rank 0 alone
-    writes and prints them.
-    """
-
-    def __init__(self, run: RunDirectory):
-        self.run = run
-        self.records: list[dict] = []
-        self._epoch_start = 0.0
+    def __init__(self, run: RunDirectory, flush_seconds: float = 30.0):
+        self.path = run.file(STEPS) / "metrics.csv"
+        self.flush_seconds = flush_seconds
+        self.pending: list[dict] = []
+        self.rows_on_disk = 0
+        self._flushed_at = time.monotonic()
+        self._epoch_start = time.perf_counter()
         self._tokens = 0
+        self._learning_rate = 0.0
+        self.writes = True
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.writes = trainer.is_global_zero
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
         self._tokens = 0
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._tokens += batch.num_tokens
-        elapsed = max(1e-9, time.perf_counter() - self._epoch_start)
-        pl_module.log("tok/s", self._tokens / elapsed, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        pl_module.log("peak_mb", resources.peak_rss_bytes() / 2**20, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        tokens_per_second = self._tokens / max(1e-9, time.perf_counter() - self._epoch_start)
+        peak_mb = resources.peak_rss_bytes() / 2**20
+        pl_module.log("tok/s", tokens_per_second, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log("peak_mb", peak_mb, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        self.pending.append({
+            "epoch": trainer.current_epoch + 1,
+            "step": trainer.global_step,
+            "loss": pl_module.step_losses[-1],
+            "learning_rate": self._learning_rate,
+            "perf/tokens_per_second": tokens_per_second,
+            "perf/peak_rss_mb": peak_mb,
+        })
+        if time.monotonic() - self._flushed_at >= self.flush_seconds:
+            self.flush()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self._epoch_start
+        self.flush()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Append the pending rows to the file and fsync it."""
+        self._flushed_at = time.monotonic()
+        if not self.writes:
+            self.pending = []
+        if not self.pending:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        if new_file:
+            writer.writeheader()
+        for row in self.pending:
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with disk_full_is_an_error(self.path, "the rows written so far are kept"):
+            with open(self.path, "a", encoding="utf-8", newline="") as file:
+                file.write(buffer.getvalue())
+                file.flush()
+                os.fsync(file.fileno())
+        if new_file:
+            fsync_folder(self.path.parent)
+        self.rows_on_disk += len(self.pending)
+        self.pending = []
+
+    def state_dict(self) -> dict:
+        """Flushes first, so that every row up to the checkpoint is on disk with it."""
+        self.flush()
+        return {"rows": self.rows_on_disk}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Cut the file back to the rows of the checkpoint (a killed run may have written more)."""
+        count = int(state_dict["rows"])
+        self.rows_on_disk, self.pending = count, []
+        if not self.writes:
+            return
+        rows = read_step_rows(self.path)
+        if len(rows) < count:
+            raise GlueboxError(
+                f"{self.path} has {len(rows)} rows but the checkpoint needs {count}; "
+                "the run directory was changed since the checkpoint"
+            )
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows[:count])
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+def read_step_rows(path: Path) -> list[dict]:
+    """The rows of a ``steps/metrics.csv`` (none if there is no file yet)."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+class EpochRecorder(L.Callback):
+    """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
+
+    In a multi-process run every process keeps the records, and rank 0 alone writes and
+    prints them.
+    """
+
+    def __init__(self, run: RunDirectory):
+        self.run = run
+        self.records: list[dict] = []
+        self._epoch_start = time.perf_counter()
+        self._seconds_before = 0.0
+        """Training seconds of this epoch before a resume."""
+        self._tokens = 0
+        self.writes = True
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.writes = trainer.is_global_zero
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+        self._seconds_before = 0.0
+        self._tokens = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._tokens += batch.num_tokens
+
+    def _seconds(self) -> float:
+        return self._seconds_before + time.perf_counter() - self._epoch_start
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = self._seconds()
         record = {
             "epoch": trainer.current_epoch + 1,
             "step": trainer.global_step,
@@ -71,7 +181,7 @@ class EpochRecorder(L.Callback):
             "perf/peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         }
         self.records.append(record)
-        if not trainer.is_global_zero:
+        if not self.writes:
             return
         self.run.append_metrics(record)
         for logger in trainer.loggers:
@@ -86,14 +196,30 @@ class EpochRecorder(L.Callback):
             flush=True,
         )
 
+    def state_dict(self) -> dict:
+        return {"records": len(self.records), "epoch_seconds": self._seconds(), "epoch_tokens": self._tokens}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Keep the records of the checkpoint's epochs and drop any a killed run wrote after it."""
+        count = int(state_dict["records"])
+        self.records = self.run.keep_metrics(count) if self.writes else self.run.metrics()[:count]
+        self._seconds_before = float(state_dict.get("epoch_seconds", 0.0))
+        self._tokens = int(state_dict.get("epoch_tokens", 0))
+
 
 class BestModelExporter(L.Callback):
-    """Saves the model in Hugging Face format whenever the main metric reaches a new best (rank 0 only)."""
+    """Whenever the main metric reaches a new best: ``best.ckpt`` (weights only) and ``best_model/``
+    (Hugging Face format with the tokenizer).
 
-    def __init__(self, run: RunDirectory, tokenizer, monitor: str):
+    The best value so far is kept in ``last.ckpt``, so a resumed run (even one whose folder
+    was moved) only replaces them with a better epoch.
+    """
+
+    def __init__(self, run: RunDirectory, tokenizer, monitor: str, checkpoint: Path):
         self.run = run
         self.tokenizer = tokenizer
         self.monitor = monitor
+        self.checkpoint = Path(checkpoint)
         self.best: float | None = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -102,9 +228,10 @@ class BestModelExporter(L.Callback):
         value = pl_module.last_validation.get(self.monitor)
         if value is None or (self.best is not None and not value > self.best):
             return
-        self.best = value
+        trainer.save_checkpoint(self.checkpoint, weights_only=True)  # every process takes part; rank 0 writes
         if trainer.is_global_zero:
             export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
+        self.best = value
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -114,16 +241,25 @@ class BestModelExporter(L.Callback):
 
 
 def export_hf_model(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames."""
+    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames.
+
+    A full disk is a one-line error and leaves the previous export in place.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with disk_full_is_an_error(target, "the previous best model is kept"):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            for file in tmp.rglob("*"):
+                if file.is_file():
+                    with open(file, "rb") as handle:
+                        os.fsync(handle.fileno())
         old = target.with_name(f".{target.name}.old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
         os.replace(tmp, target)
+        fsync_folder(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -43,6 +43,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
             metavar=f.name.upper() if f.metadata.get("choices") is None or f.name == "task_name" else None,
         )
     parser.add_argument("--config", default=None, help="YAML file of flag values; command-line flags win over it.")
+    parser.add_argument(
+        "--resume", default=None, metavar="RUN_DIR",
+        help="Continue an interrupted run from its last checkpoint, with the settings in RUN_DIR/config.yaml. "
+             "It finishes exactly as an uninterrupted run would.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,20 +106,33 @@ ENV_DEFAULTS = {"model_name_or_path": "GLUEBOX_MODEL", "task_name": "GLUEBOX_TAS
 """Environment variables that replace a default (the Docker image sets them to what it baked in)."""
 
 
-def resolve_train_config(args: argparse.Namespace):
-    """Defaults, then GLUEBOX_* environment variables, then the YAML file, then the command line."""
+def given_train_values(args: argparse.Namespace) -> dict:
+    """The flag values the user set: the YAML file's, then the command line's on top."""
     from gluebox.config import TrainConfig, load_yaml_config
 
-    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
     values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
     cli_values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**(env_values | values | cli_values))
+    return values | cli_values
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """Defaults, then GLUEBOX_* environment variables, then the YAML file, then the command line."""
+    from gluebox.config import TrainConfig
+
+    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
+    return TrainConfig(**(env_values | given_train_values(args)))
 
 
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from gluebox.commands.train import train
 
+        if args.resume is not None:
+            from gluebox.resume import prepare_resume
+
+            config, resume = prepare_resume(args.resume, given_train_values(args))
+            train(config, resume)
+            return 0
         train(resolve_train_config(args))
         return 0
     if args.command == "evaluate":
@@ -162,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        print(f"gluebox: error: {redact(str(error))}", file=sys.stderr)
+        print(f"gluebox: {error.label}: {redact(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
         print("gluebox: interrupted", file=sys.stderr)

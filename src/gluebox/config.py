@@ -105,7 +105,15 @@ class TrainConfig:
         "Run directory. Default: $GLUEBOX_RUNS_DIR (or ./runs) / <task>-<model>-<time>.",
     )
     checkpoint_dir: str | None = _arg(None, "Where checkpoints go. Default: <output_dir>/checkpoints.")
-    overwrite: bool = _arg(False, "Replace an existing run directory.")
+    checkpoint_every_minutes: float = _arg(
+        5.0,
+        "Save checkpoints/last.ckpt at least this often (minutes of wall time) during an epoch, so that an "
+        "interrupted run loses at most that much work; 0 turns the timer off. It is also saved at every epoch end.",
+    )
+    checkpoint_every_n_steps: int | None = _arg(
+        None, "Also save checkpoints/last.ckpt every N optimizer steps. Neither setting changes the results."
+    )
+    overwrite: bool = _arg(False, "Replace an existing run directory (never needed with --resume).")
 
     # Tracking.
     wandb_mode: str = _arg(
@@ -144,7 +152,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 1:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
-        for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads"):
+        for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
@@ -158,6 +166,8 @@ class TrainConfig:
             raise GlueboxError(f"--warmup_steps must be 0 or more, got {self.warmup_steps}")
         if not 0 <= self.dropout_rate < 1:
             raise GlueboxError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if not (self.checkpoint_every_minutes >= 0 and math.isfinite(self.checkpoint_every_minutes)):
+            raise GlueboxError(f"--checkpoint_every_minutes must be 0 or more, got {self.checkpoint_every_minutes}")
         if self.gradient_clip_val < 0:
             raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
         if self.memory_budget is not None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from gluebox import resources
 from gluebox.config import parse_bytes
+from gluebox.errors import GlueboxError
 
 BASE_PROCESS_BYTES = 520 * 2**20
 """Resident memory besides weights, optimizer state and activations: imports, data, tokenizer.
@@ -105,12 +106,73 @@ def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence
 
 
 def resolve_budget(memory_budget: str | None) -> tuple[int | None, str]:
+    """The budget the plan must keep to: ``--memory_budget``, else the container's limit, else none."""
     if memory_budget is not None:
         return parse_bytes(memory_budget), "--memory_budget"
     limit = resources.memory_limit()
     if limit is not None:
         return limit, "container memory limit"
     return None, "none"
+
+
+AVAILABLE = "available memory (MemAvailable)"
+
+
+def available_budget(memory_budget: str | None) -> tuple[int, str]:
+    """The memory a run can count on: :func:`resolve_budget`, else what the machine has free now.
+
+    Free memory is MemAvailable plus what this process already holds (it is part of the
+    run's peak).
+    """
+    budget, source = resolve_budget(memory_budget)
+    if budget is not None:
+        return budget, source
+    return resources.available_memory() + resources.current_rss_bytes(), AVAILABLE
+
+
+def refuse_if_over(estimated_peak: int, budget: int, source: str, resumed: bool = False) -> None:
+    """One line, before anything is written, when even one example at a time cannot fit.
+
+    A resumed run keeps its own micro-batches (other ones would change the last bits of its
+    results), so it needs what its plan needs.
+    """
+    if estimated_peak <= budget:
+        return
+    if resumed:
+        raise GlueboxError(
+            f"not enough memory: the run's memory plan (memory_plan.json) needs about {estimated_peak / 1e9:.2f} GB "
+            f"but {budget / 1e9:.2f} GB is available ({source}); resume it where there is more memory"
+        )
+    raise GlueboxError(
+        f"not enough memory: training needs about {estimated_peak / 1e9:.2f} GB even one example at a time, "
+        f"but {budget / 1e9:.2f} GB is available ({source}); lower --max_seq_length, use a smaller model, "
+        "or allow more memory"
+    )
+
+
+def preflight(config) -> None:
+    """Refuse a run that cannot fit before any data is read, from the model's config alone.
+
+    Counts the parameters of the model built on the ``meta`` device (no weights are read)
+    and checks that the process, the weights and the optimizer state alone fit. Any problem
+    with the model itself is left to the real load, which explains it.
+    """
+    try:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        from gluebox.model import load_config
+        from gluebox.tasks import GLUE_TASKS
+
+        task = GLUE_TASKS.get(config.task_name) or GLUE_TASKS["mrpc"]
+        model_config = load_config(config.model_name_or_path, task, config.dropout_rate)
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(model_config)
+        num_parameters = sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001 - the real load reports model problems in its own words
+        return
+    budget, source = available_budget(config.memory_budget)
+    refuse_if_over(estimate_peak_bytes(num_parameters, model_config, 1, 1), budget, source)
 
 
 def plan(
@@ -128,6 +190,12 @@ def plan(
     """
     budget, source = resolve_budget(memory_budget)
     longest = max(1, longest_sequence)
+    if budget is None:
+        # No limit was set: plan for the memory free now, but only when whole batches would not fit it.
+        free, free_source = available_budget(None)
+        whole = (min(micro_batch_size, batch_size) if micro_batch_size else batch_size) * longest
+        if estimate_peak_bytes(num_parameters, model_config, whole, longest) > free * SAFETY:
+            budget, source = free, free_source
     size = min(micro_batch_size, batch_size) if micro_batch_size else None
     full_tokens = (size or batch_size) * longest
     tokens = None

@@ -142,6 +142,23 @@ class GlueClassifier(L.LightningModule):
     def train_loss(self) -> float:
         return self.train_loss_sum / max(1, self.train_examples)
 
+    # Checkpoints ---------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the epoch's running loss and the last validation, so a resumed epoch ends the same."""
+        checkpoint["gluebox_module"] = {
+            "train_loss_sum": self.train_loss_sum,
+            "train_examples": self.train_examples,
+            "last_validation": dict(self.last_validation),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("gluebox_module")
+        if state:
+            self.train_loss_sum = state["train_loss_sum"]
+            self.train_examples = state["train_examples"]
+            self.last_validation = dict(state["last_validation"])
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 

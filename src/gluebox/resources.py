@@ -51,6 +51,13 @@ def memory_limit() -> int | None:
     return limit if limit < 2**60 else None
 
 
+def available_memory() -> int:
+    """Memory the system can give without swapping (MemAvailable of /proc/meminfo)."""
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
 def total_memory() -> int:
     import psutil
 

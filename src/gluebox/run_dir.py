@@ -7,7 +7,9 @@ final name is always complete. ``status.json`` says whether the run is ``running
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -33,6 +35,32 @@ STEPS = "steps"
 """Lightning's CSVLogger writes every optimizer step's loss, throughput and memory here."""
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+"""No space left, file larger than allowed (``ulimit -f``), disk quota exceeded."""
+DISK_FULL_TEXTS = ("No space left on device", "File too large", "Disk quota exceeded")
+"""The same, as libraries that wrap the OSError (torch's and safetensors' writers) spell them."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True for the errors that mean "the file system took no more bytes"."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    return any(text in str(error) for text in DISK_FULL_TEXTS)
+
+
+@contextlib.contextmanager
+def disk_full_is_an_error(path: Path | str, kept: str = "the previous version is kept"):
+    """Turn a full disk while writing ``path`` into a one-line :class:`GlueboxError`."""
+    try:
+        yield
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        raise GlueboxError(
+            f"no space left on device while saving {path}; free space or use --checkpoint_dir; {kept}"
+        ) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -49,17 +77,41 @@ def temp_file_beside(path: Path) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` all or nothing: temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` all or nothing: temp file in the same folder, fsync, rename.
+
+    A full disk is a one-line error, and the previous file stays as it was.
+    """
+    with disk_full_is_an_error(path, "the previous version is kept"):
+        atomic_write(path, lambda file: file.write(data))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, rename it to ``path``."""
     tmp = temp_file_beside(path)
     try:
         with open(tmp, "wb") as file:
-            file.write(data)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -81,6 +133,16 @@ def check_writable(path: Path) -> None:
         raise GlueboxError(f"cannot write to {probe}; choose a writable --output_dir")
 
 
+def check_checkpoint_dir(checkpoint_dir: str | Path) -> None:
+    """A ``--checkpoint_dir`` must not hold another run's checkpoints (they would be replaced)."""
+    taken = [name for name in ("last.ckpt", "best.ckpt") if (Path(checkpoint_dir) / name).exists()]
+    if taken:
+        raise GlueboxError(
+            f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
+            "choose another --checkpoint_dir or pass --overwrite"
+        )
+
+
 class RunDirectory:
     """One run's folder and the files in it."""
 
@@ -91,15 +153,26 @@ class RunDirectory:
         return self.path / name
 
     @classmethod
-    def check_new(cls, path: str | Path, overwrite: bool) -> "RunDirectory":
-        """Check, without touching anything, that a new run may be written at ``path``."""
+    def check_new(cls, path: str | Path, overwrite: bool, checkpoint_dir: str | Path | None = None) -> "RunDirectory":
+        """Check, without touching anything, that a new run may be written at ``path``.
+
+        ``--overwrite`` replaces only what gluebox wrote: a folder that is not a run
+        directory, or a file, is never removed.
+        """
         run = cls(path)
         if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
             if not overwrite:
                 raise GlueboxError(
-                    f"run directory {run.path} already exists; pass --overwrite to replace it "
-                    "or choose another --output_dir"
+                    f"run directory {run.path} already exists; pass --resume {run.path} to continue it, "
+                    "--overwrite to replace it, or choose another --output_dir"
                 )
+            if not run.path.is_dir() or not (run.file(CONFIG).exists() or run.file(STATUS).exists()):
+                raise GlueboxError(
+                    f"--output_dir {run.path} holds something that is not a gluebox run; --overwrite only "
+                    "replaces run directories, so choose another --output_dir"
+                )
+        if checkpoint_dir is not None and not overwrite:
+            check_checkpoint_dir(checkpoint_dir)
         check_writable(run.path)
         return run
 
@@ -122,6 +195,24 @@ class RunDirectory:
         current["status"] = status
         current["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(self.file(STATUS), current)
+
+    def try_set_status(self, status: str, **details: Any) -> None:
+        """:meth:`set_status` when the run is already failing: a second error (a full disk) must not hide the first."""
+        try:
+            self.set_status(status, **details)
+        except (OSError, GlueboxError):
+            pass
+
+    def reopen(self) -> None:
+        """Mark an unfinished run as running again (``gluebox train --resume``)."""
+        status = self.status() or {}
+        for stale in ("error", "signal", "epochs_completed", "step"):
+            status.pop(stale, None)
+        status.update(
+            status="running", resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
+            resumes=int(status.get("resumes", 0)) + 1, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        atomic_write_json(self.file(STATUS), status)
 
     def status(self) -> dict | None:
         return _read_json(self.file(STATUS))
@@ -149,7 +240,22 @@ class RunDirectory:
 
     def append_metrics(self, record: dict) -> None:
         """Add one epoch's record to metrics.jsonl and rewrite metrics.csv from all records."""
-        records = self.metrics() + [record]
+        self.write_metrics(self.metrics() + [record])
+
+    def keep_metrics(self, count: int) -> list[dict]:
+        """Cut metrics.jsonl and metrics.csv back to their first ``count`` records (a resumed run's)."""
+        records = self.metrics()
+        if len(records) < count:
+            raise GlueboxError(
+                f"{self.file(METRICS_JSONL)} has {len(records)} epoch records but the checkpoint needs {count}; "
+                "the run directory was changed since the checkpoint"
+            )
+        if len(records) > count:
+            self.write_metrics(records[:count])
+        return records[:count]
+
+    def write_metrics(self, records: list[dict]) -> None:
+        """metrics.jsonl and metrics.csv holding exactly ``records``."""
         lines = "".join(json.dumps(r) + "\n" for r in records)
         atomic_write_text(self.file(METRICS_JSONL), lines)
         columns: list[str] = []

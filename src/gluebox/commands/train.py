@@ -12,12 +12,14 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import (
-    CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, STEPS, SUMMARY, TASK, RunDirectory,
-)
+from gluebox.run_dir import CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
+
+if TYPE_CHECKING:
+    from gluebox.resume import Resume
 
 
 def default_run_path(config: TrainConfig) -> Path:
@@ -47,12 +49,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
     warnings.filterwarnings("ignore", message=".*treespec.*")
+    # A run resumed mid-epoch keeps its place through gluebox.checkpointing.BatchOrder, which Lightning cannot see.
+    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
     # Validation results are reduced over all processes before they are logged (module.py).
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
-def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
+def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
+
+    With ``resume``, continue that unfinished run from its last checkpoint instead.
 
     In a multi-process run every process runs this function; rank 0 alone checks, creates and
     writes the run directory, and the others return the same :class:`RunDirectory` once
@@ -63,51 +69,70 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     started = time.time()
     config.validate()
     quiet_libraries()
+    from gluebox import memory
     from gluebox.distributed import launcher_rank, threads_per_process
 
-    path = config.output_dir or default_run_path(config)
     # Rank 0 checks now, before any work; the other ranks never touch the run directory.
     expected_rank = launcher_rank(config.devices)
-    run = RunDirectory.check_new(path, config.overwrite) if expected_rank == 0 else RunDirectory(path)
-    config.output_dir = str(run.path)
+    if resume is None:
+        path = config.output_dir or default_run_path(config)
+        run = (RunDirectory.check_new(path, config.overwrite, config.checkpoint_dir)
+               if expected_rank == 0 else RunDirectory(path))
+        config.output_dir = str(run.path)
+        memory.preflight(config)
+    else:
+        run = resume.run
 
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from gluebox.callbacks import AtomicCheckpointIO, BestModelExporter, DistributedRun, EpochRecorder
+    from gluebox.callbacks import BestModelExporter, DistributedRun, EpochRecorder, StepRecorder
+    from gluebox.checkpointing import AtomicCheckpointIO, BatchOrder, LastCheckpoint, RandomState
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
     from gluebox.distributed import ShardSampler
     from gluebox.environment import describe
+    from gluebox.errors import RunInterrupted
     from gluebox.hardware import configure_threads, device_name
-    from gluebox import memory, resources
     from gluebox.model import check_tokenizer_fits, load_model, load_tokenizer
     from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.resume import LAST_CHECKPOINT
+    from gluebox.signals import StopRequest
     from gluebox.tracking import wandb_logger
 
-    threads = configure_threads(threads_per_process(config.num_threads, config.devices))
+    threads = configure_threads(resume.threads if resume is not None
+                                else threads_per_process(config.num_threads, config.devices))
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     # 1. Data: read and tokenize every split now, so that bad rows fail before anything is written.
     task = resolve_task(config)
+    if resume is not None and task.to_dict() != run.read_json(TASK):
+        raise GlueboxError(f"cannot resume {run.path}: its data now gives other labels or columns than {TASK} says")
     tokenizer = load_tokenizer(config.model_name_or_path)
     examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
     for split in task.validation_splits:
         examples[split] = load_split(config, task, split).head(config.max_eval_samples)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 
-    # 2. Model, with the task's head and our dropout rate, in train mode.
+    # 2. Model, with the task's head and our dropout rate, in train mode; the memory plan (a resumed run keeps its own).
     model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
     check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
-    plan = memory.plan(
-        config.train_batch_size,
-        config.micro_batch_size,
-        config.memory_budget,
-        sum(p.numel() for p in model.parameters()),
-        model.config,
-        int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
-    )
+    if resume is None:
+        plan = memory.plan(
+            config.train_batch_size,
+            config.micro_batch_size,
+            config.memory_budget,
+            sum(p.numel() for p in model.parameters()),
+            model.config,
+            int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length,
+        )
+        if plan.over_budget:
+            memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
+    else:
+        plan = memory.MemoryPlan(**resume.memory_plan)
+        budget, source = memory.available_budget(config.memory_budget)
+        memory.refuse_if_over(plan.estimated_peak_bytes, budget, source, resumed=True)
     if plan.returns_freed_memory:
         from gluebox.allocator import return_freed_memory_to_os
 
@@ -116,15 +141,20 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     # 3. Lightning: loaders, callbacks, trainer. Every process sees the same global batches and
     #    takes its share of each (TrainCollator); validation is sharded without padding.
     from torch.utils.data import DataLoader
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pad_to = config.max_seq_length if config.padding == "max_length" else None
     train_split = encoded["train"]
+    import torch
+
+    batch_sampler = TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length)
     train_loader = DataLoader(
         train_split,
-        batch_sampler=TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length),
+        batch_sampler=batch_sampler,
         collate_fn=TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens),
+        # Its own generator (only used to seed workers): making an iterator then draws nothing from the
+        # global generator that dropout uses, so a checkpoint's random state is the next step's.
+        generator=torch.Generator().manual_seed(config.seed),
     )
     val_loaders = [
         DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s]), config.eval_batch_size),
@@ -133,21 +163,19 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     ]
     monitor = f"{task.validation_splits[0]}/{task.main_metric}"
     checkpoint_dir = Path(config.checkpoint_dir or run.file(CHECKPOINTS))
+    last_checkpoint = checkpoint_dir / LAST_CHECKPOINT
     recorder = EpochRecorder(run)
+    stop = StopRequest()
     all_callbacks = [
         DistributedRun(run, config.seed),
-        ModelCheckpoint(
-            dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
-            save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
-        ),
-        ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False),
+        LastCheckpoint(last_checkpoint, config.checkpoint_every_n_steps, config.checkpoint_every_minutes, stop),
+        BatchOrder(batch_sampler),
+        StepRecorder(run),
         recorder,
-        BestModelExporter(run, tokenizer, monitor),
+        RandomState(),
+        BestModelExporter(run, tokenizer, monitor, checkpoint_dir / "best.ckpt"),
         *callbacks,
     ]
-    from lightning.pytorch.loggers import CSVLogger
-
-    step_logger = CSVLogger(save_dir=run.path, name=STEPS, version="")
     logger = wandb_logger(config, run.path, run.path.name)
     try:
         trainer = L.Trainer(
@@ -157,7 +185,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
             strategy=config.strategy,
             max_epochs=config.epochs,
             deterministic=True,
-            logger=[step_logger] + ([logger] if logger is not None else []),
+            logger=[logger] if logger is not None else False,
             callbacks=all_callbacks,
             default_root_dir=run.path,
             num_sanity_val_steps=0,
@@ -175,7 +203,6 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
         list(task.validation_splits),
         OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
     )
-
     if trainer.world_size > 1:
         for split in task.validation_splits:
             batches = -(-len(encoded[split]) // config.eval_batch_size)
@@ -189,31 +216,48 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> RunDirectory:
     # 4. The run directory, written by rank 0 only: from here on the run exists, marked
     #    "running" until it completes.
     device = device_name(config.accelerator)
-    lead = trainer.is_global_zero
-    if lead:
-        if expected_rank != 0:
-            RunDirectory.check_new(run.path, config.overwrite)
+    if trainer.is_global_zero:
         print(plan.describe(), flush=True)
         if trainer.world_size > 1:
             print(f"{trainer.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(trainer.strategy).__name__}; rank 0 writes {run.path}", flush=True)
-        run.create(config.overwrite)
-        run.write_config(config.to_dict())
-        run.write_json(TASK, task.to_dict())
-        run.write_json(MEMORY_PLAN, plan.to_dict())
-        run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads, "processes": trainer.world_size})
+        if resume is None:
+            if expected_rank != 0:
+                RunDirectory.check_new(run.path, config.overwrite, config.checkpoint_dir)
+            run.create(config.overwrite)
+            stop.install()
+            run.write_config(config.to_dict())
+            run.write_json(TASK, task.to_dict())
+            run.write_json(MEMORY_PLAN, plan.to_dict())
+            run.write_json(ENVIRONMENT, describe(device) | {"torch_threads": threads, "processes": trainer.world_size})
+        else:
+            run.reopen()
+            stop.install()
+            run.write_config(config.to_dict())  # with this session's harmless flags (a new --checkpoint_dir)
+            print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
         if logger is not None:
             logger.log_hyperparams(config.to_dict() | {"task": task.to_dict(), "memory_plan": plan.to_dict()})
 
-    # 5. Train, validating after every epoch.
+    # 5. Train, validating after every epoch; a stop signal ends it after a checkpoint.
+    lead = trainer.is_global_zero
     try:
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders,
+                    ckpt_path=resume.checkpoint if resume is not None else None)
     except RunStopped:
         raise
+    except RunInterrupted as interruption:
+        if lead:
+            run.try_set_status("interrupted", signal=interruption.signal_name,
+                               epochs_completed=len(recorder.records), step=trainer.global_step)
+        advice = (f"resume with `gluebox train --resume {run.path}`" if last_checkpoint.exists()
+                  else f"no checkpoint was saved yet; start again with --overwrite")
+        raise RunInterrupted(f"{interruption}; {advice}", interruption.signum) from None
     except BaseException as error:
-        if trainer.is_global_zero:
-            run.set_status("failed", error=type(error).__name__)
+        if lead:
+            run.try_set_status("failed", error=type(error).__name__)
         raise
+    finally:
+        stop.uninstall()
     if not trainer.is_global_zero:
         return run
     # What rank 0 wrote (under ddp_spawn, training ran in other processes than this one).

@@ -26,10 +26,16 @@ MEGA_BATCH_FACTOR = 50
 
 
 class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Seeded, per-epoch deterministic batches of example indices.
+    """Seeded, per-epoch deterministic batches of example indices, resumable mid-epoch.
 
-    Lightning calls :meth:`set_epoch` before each epoch, so epoch ``e`` always gets the
-    same batches for the same seed, whatever ran before (a resumed run included).
+    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.checkpointing.BatchOrder`),
+    so epoch ``e`` always gets the same batches for the same seed, whatever ran before (a
+    resumed run included). The batches are drawn when the first one is asked for, not when
+    the iterator is made, because Lightning makes the iterator of a resumed run before the
+    epoch is known.
+
+    :meth:`state_dict` records how many batches of the epoch were handed out; after
+    :meth:`load_state_dict`, the next pass over that epoch skips them.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool):
@@ -38,6 +44,9 @@ class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.seed = seed
         self.group_by_length = group_by_length
         self.epoch = 0
+        self.served = 0
+        """Batches of ``epoch`` handed out so far."""
+        self._resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,7 +55,28 @@ class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
         return math.ceil(len(self.lengths) / self.batch_size)
 
     def __iter__(self):
-        return iter(self.batches(self.epoch))
+        epoch = self.epoch
+        batches = self.batches(epoch)
+        skip = 0
+        if self._resume_at is not None:
+            resume_epoch, served = self._resume_at
+            skip = served if resume_epoch == epoch else 0
+            self._resume_at = None
+        self.served = skip
+        for batch in batches[skip:]:
+            self.served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue ``state["epoch"]`` after its first ``state["served"]`` batches.
+
+        The epoch is set too: a run resumed mid-epoch does not start that epoch again.
+        """
+        self.epoch = int(state["epoch"])
+        self._resume_at = (self.epoch, int(state["served"]))
 
     def batches(self, epoch: int) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

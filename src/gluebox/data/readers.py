@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from gluebox.errors import GlueboxError
@@ -102,13 +103,33 @@ def _csv_records(path, text: str):
         raise GlueboxError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from None
 
 
+class _NotANumber(ValueError):
+    """A JSON number that is no number: NaN, Infinity, or one too large for a float."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotANumber(text)
+    return value
+
+
+def _no_constants(text: str):
+    raise _NotANumber(text)
+
+
 def _read_jsonl(path, text: str) -> list[Row]:
     rows: list[Row] = []
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_float=_finite_float, parse_constant=_no_constants)
+        except _NotANumber as error:
+            raise GlueboxError(
+                f"{path}, line {number}: {str(error)[:20]} is not a finite number (JSON has no NaN or Infinity); "
+                "write it in quotes if it is text"
+            ) from None
         except (ValueError, RecursionError) as error:
             reason = getattr(error, "msg", None) or type(error).__name__
             raise GlueboxError(f"{path}, line {number}: not valid JSON ({reason})") from None

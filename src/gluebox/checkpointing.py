@@ -1,0 +1,227 @@
+"""Checkpoints: how they are written, what they hold, and when ``last.ckpt`` is saved.
+
+When ``last.ckpt`` is saved:
+
+- after a training batch, every ``--checkpoint_every_n_steps`` optimizer steps and/or every
+  ``--checkpoint_every_minutes`` minutes of wall time (default: 5 minutes);
+- at the end of every epoch, after validation;
+- after the batch during which SIGINT or SIGTERM arrived; then the run stops.
+
+A checkpoint holds everything a resumed run needs to continue bit for bit: weights,
+optimizer and schedule, Lightning's loop counters, the position in the epoch's batch
+order, the random generators and the recorders' file positions. Where it was taken does
+not change the results.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+
+from gluebox.errors import GlueboxError, RunInterrupted
+from gluebox.run_dir import atomic_write, disk_full_is_an_error
+from gluebox.signals import StopRequest
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint to a temporary file beside it, fsyncs it, then renames it into place.
+
+    A kill or a full disk during a save leaves the previous checkpoint intact under its
+    name; a full disk is a one-line error. Saving straight to a file also avoids
+    Lightning's in-memory copy of the whole checkpoint.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+
+        def write(file) -> None:
+            recorder = _WriteErrors(file)
+            try:
+                torch.save(checkpoint, recorder)
+            except RuntimeError:
+                if recorder.error is not None:
+                    raise recorder.error from None
+                raise
+
+        with disk_full_is_an_error(path, "the previous checkpoint is kept"):
+            atomic_write(path, write)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise GlueboxError(f"checkpoint {path} does not exist") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise GlueboxError(f"checkpoint {path} cannot be read ({reason})") from None
+
+
+class _WriteErrors:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write.
+
+    torch's zip writer turns it into a ``RuntimeError`` ("unexpected pos ...") that no longer
+    says why; with the original error, a full disk can be told from a bug.
+    """
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+class BatchOrder(L.Callback):
+    """Tells the batch sampler which epoch it is, and keeps its place in the epoch in checkpoints.
+
+    Lightning 2.6 does neither for a batch sampler like ours: it calls ``set_epoch`` only on
+    ``loader.sampler`` and ``loader.batch_sampler.sampler``, and it restores a loader's
+    state only when the loader is set up after the checkpoint is loaded, while the
+    schedule's ``estimated_stepping_batches`` sets it up before.
+    """
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.sampler.set_epoch(trainer.current_epoch)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sampler.load_state_dict(state_dict)
+
+
+class RandomState(L.Callback):
+    """Saves the global random generators with each checkpoint and puts them back on resume.
+
+    Dropout draws from torch's generator, so a resumed run must continue its stream exactly
+    where the checkpoint was taken. The state is restored just before the first training
+    step after the resume: nothing between a checkpoint and the next step draws from these
+    generators (the training loader has a generator of its own), while setting up a resumed
+    run does (the new head's random weights).
+    """
+
+    def __init__(self):
+        self._pending: dict | None = None
+        self._rank, self._world_size = 0, 1
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._rank, self._world_size = trainer.global_rank, trainer.world_size
+
+    def state_dict(self) -> dict:
+        """This process's generators; with several processes, every process's (each draws its own dropout)."""
+        state = self._local_state()
+        if self._world_size == 1:
+            return state
+        from gluebox.distributed import all_gather_objects
+
+        return {"per_rank": all_gather_objects(state)}
+
+    def _local_state(self) -> dict:
+        numpy_state = np.random.get_state()
+        version, python_state, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                      "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+            "python": {"version": version, "state": list(python_state), "gauss": gauss},
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        if "per_rank" in state:
+            state = state["per_rank"][self._rank]
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        numpy_state = state["numpy"]
+        np.random.set_state(("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["pos"],
+                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+        python_state = state["python"]
+        random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
+
+
+class LastCheckpoint(Checkpoint):
+    """Keeps ``last.ckpt`` fresh and turns a stop signal into a checkpoint and :class:`RunInterrupted`.
+
+    It is a :class:`Checkpoint` so that Lightning runs it after the other callbacks: the
+    recorders have written the batch's or epoch's rows when it saves.
+    """
+
+    def __init__(self, path: Path, every_n_steps: int | None, every_minutes: float | None, stop: StopRequest):
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps or None
+        self.every_seconds = every_minutes * 60 if every_minutes else None
+        self.stop = stop
+        self._saved_step = 0
+        self._saved_at = time.monotonic()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.stop.install()  # after Lightning's own SIGTERM handler (see gluebox.signals)
+        self._saved_step = trainer.global_step
+        self._saved_at = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch-end checkpoint follows validation
+        stop = self._any_process(trainer, self.stop.requested)
+        if stop or self._any_process(trainer, self._due(trainer)):
+            self.save(trainer)
+        if stop:
+            self._stop(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        self.save(trainer)
+        if self._any_process(trainer, self.stop.requested) and trainer.current_epoch + 1 < trainer.max_epochs:
+            self._stop(trainer)
+
+    @staticmethod
+    def _any_process(trainer, decision: bool) -> bool:
+        """True if any process decided so: every process must save, and stop, at the same step."""
+        if trainer.world_size == 1:
+            return decision
+        return trainer.strategy.reduce_boolean_decision(decision, all=False)
+
+    def _due(self, trainer) -> bool:
+        if self.every_n_steps and trainer.global_step - self._saved_step >= self.every_n_steps:
+            return True
+        return bool(self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
+
+    def save(self, trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+        self._saved_at = time.monotonic()
+
+    def _stop(self, trainer) -> None:
+        import signal
+
+        signum = self.stop.signum or signal.SIGTERM  # another process got the signal
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name} at epoch {trainer.current_epoch + 1}, step {trainer.global_step}; "
+            f"checkpoint saved to {self.path}",
+            signum,
+        )
