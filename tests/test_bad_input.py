@@ -250,6 +250,9 @@ def test_max_seq_length_beyond_the_model(capsys, tmp_path, tiny_bert, rte):
         (["--epochs", "two"], "invalid int value: 'two'"),
         (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag"),
         (["--padding", "sideways"], "invalid choice: 'sideways'"),
+        (["--checkpoint_every_n_steps", "0"], "--checkpoint_every_n_steps must be at least 1, got 0"),
+        (["--checkpoint_every_minutes", "-1"], "--checkpoint_every_minutes must be 0 or more, got -1"),
+        (["--checkpoint_every_minutes", "inf"], "--checkpoint_every_minutes must be 0 or more"),
     ],
 )
 def test_bad_flag_values(capsys, tmp_path, tiny_bert, rte, flags, phrase):
@@ -386,15 +389,6 @@ def test_run_that_cannot_fit_in_memory_is_refused_before_reading_data(capsys, tm
                   *quick("--memory_budget", "500MB"))
     assert "0.50 GB is available (--memory_budget)" in line
     assert "--max_seq_length" in line and "smaller model" in line
-
-
-@pytest.mark.parametrize(("flags", "phrase"), [
-    (["--checkpoint_every_n_steps", "0"], "--checkpoint_every_n_steps must be at least 1, got 0"),
-    (["--checkpoint_every_minutes", "-1"], "--checkpoint_every_minutes must be 0 or more, got -1"),
-    (["--checkpoint_every_minutes", "inf"], "--checkpoint_every_minutes must be 0 or more"),
-])
-def test_bad_checkpoint_intervals(capsys, tmp_path, tiny_bert, rte, flags, phrase):
-    refuse(capsys, tmp_path, tiny_bert, phrase, "--task_name", "rte", "--data_dir", str(rte), *quick(), *flags)
 
 
 def test_overwrite_never_removes_what_gluebox_did_not_write(capsys, tmp_path, tiny_bert, rte):
