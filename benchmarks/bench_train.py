@@ -1,19 +1,34 @@
 """Training throughput and memory: gluebox's defaults against the course project's way.
 
-Both ways train a DistilBERT-shaped model (DistilBertConfig defaults, random weights: the
+Every way trains a DistilBERT-shaped model (DistilBertConfig defaults, random weights: the
 same time and memory as distilbert-base-uncased) on the real MRPC train split, batch 32,
-max_seq_length 128, AdamW in fp32, same seed. Each way runs in its own process, so that
-each process's peak RSS is its own, through gluebox's real data pipeline, LightningModule
-and Lightning Trainer. After ``--warmup`` steps, ``--steps`` steps are timed; seconds per
-epoch are extrapolated from the mean step time over the epoch's batch count.
+max_seq_length 128, AdamW in fp32, same seed, through gluebox's real data pipeline,
+LightningModule and Lightning Trainer, each in its own process so that each peak RSS is
+its own.
 
     python benchmarks/bench_train.py --data_dir ../shared/data/glue/MRPC --output benchmarks/results.json
 
 The "course" way: every example padded to max_seq_length, plain shuffled batches of 32,
 no micro-batching (``gluebox train --padding max_length --no-group_by_length``). "gluebox":
 the defaults. "lean": the defaults with ``--memory_budget 1.8GB`` (long batches split into
-micro-batches). The peak RSS here covers 35 training steps; the README's memory figure is a
-whole ``gluebox train`` run.
+micro-batches).
+
+How it keeps the comparison fair on a shared machine whose speed drifts by tens of percent
+over minutes:
+
+- **The ways take turns, one step each.** All worker processes are started first; each
+  waits before every batch until the coordinator tells it to go, so the ways run
+  alternately (never at once) and a slow minute slows every way alike. The matrix-multiply
+  peak is measured in the same rounds.
+- **Timed steps are a stratified sample of the epoch.** gluebox's batches vary in length, so
+  the first 30 batches of an epoch can be longer or shorter than its average. The worker
+  sorts the epoch's batches by padded size and times the ones at evenly spaced quantiles
+  (``--steps`` of them, after ``--warmup`` others); seconds per epoch = mean step time x
+  batches per epoch. ``--steps 0`` times every batch of the epoch instead.
+
+Each step's time runs from the sampler handing out the batch (so collation counts) to the
+end of the optimizer step. Running three ways at once holds about 9 GB; ``--ways`` picks
+fewer.
 """
 
 from __future__ import annotations
@@ -36,6 +51,12 @@ WAYS = {
 }
 """course: the course project's batches. gluebox: the defaults. lean: the defaults under --memory_budget 1.8GB."""
 
+PEAK_SIZES = (2048, 3072, 4096)
+"""Square ``torch.mm`` sizes for the matmul peak (on 2 cores one size alone can understate it)."""
+
+PROTOCOL = "@@bench "
+"""Prefix of the worker's protocol lines on stdout (anything else there is ignored)."""
+
 
 def make_distilbert(path: Path) -> Path:
     """A DistilBERT-shaped model with random weights and the bert-base-uncased vocabulary."""
@@ -50,28 +71,40 @@ def make_distilbert(path: Path) -> Path:
     return path
 
 
-def matmul_peak_gflops(sizes: tuple[int, ...] = (2048, 3072, 4096), repeats: int = 9) -> float:
-    """The machine's practical fp32 matrix-multiply peak: the best median GFLOP/s of square
-    ``torch.mm`` at a few large sizes (on 2 cores, 2048 gave 180 and 3072 gave 222 GFLOP/s,
-    so one size alone can understate the peak)."""
-    import torch
+class MatmulPeak:
+    """The machine's practical fp32 matrix-multiply peak, sampled between training steps: the
+    best, over :data:`PEAK_SIZES`, of the median GFLOP/s of a square ``torch.mm``."""
 
-    best = 0.0
-    for size in sizes:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        for _ in range(2):
+    def __init__(self, sizes: tuple[int, ...] = PEAK_SIZES):
+        import torch
+
+        self.pairs = {size: (torch.randn(size, size), torch.randn(size, size)) for size in sizes}
+        self.times: dict[int, list[float]] = {size: [] for size in sizes}
+        for a, b in self.pairs.values():
             torch.mm(a, b)
-        times = []
-        for _ in range(repeats):
+
+    def sample(self) -> None:
+        import torch
+
+        for size, (a, b) in self.pairs.items():
             start = time.perf_counter()
             torch.mm(a, b)
-            times.append(time.perf_counter() - start)
-        best = max(best, 2 * size**3 / statistics.median(times) / 1e9)
-    return best
+            self.times[size].append(time.perf_counter() - start)
+
+    def gflops(self) -> float:
+        return max(2 * size**3 / statistics.median(times) / 1e9 for size, times in self.times.items())
+
+
+def stratified(batches: list[list[int]], sizes: list[int], count: int) -> list[list[int]]:
+    """``count`` batches at evenly spaced quantiles of padded size (all of them if count is 0)."""
+    if count <= 0 or count >= len(batches):
+        return list(batches)
+    order = sorted(range(len(batches)), key=lambda i: (sizes[i], i))
+    return [batches[order[int((k + 0.5) * len(batches) / count)]] for k in range(count)]
 
 
 def worker(args) -> dict:
-    """Run one way in this process and return its measurements."""
+    """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
     import lightning as L
     import torch
     from torch.utils.data import DataLoader
@@ -105,29 +138,65 @@ def worker(args) -> dict:
         from gluebox.allocator import return_freed_memory_to_os
 
         return_freed_memory_to_os()
-    sampler = TrainBatchSampler(train.lengths, config.train_batch_size, config.seed, config.group_by_length)
+    epoch = TrainBatchSampler(train.lengths, config.train_batch_size, config.seed, config.group_by_length).batches(0)
+    padded = [len(b) * (pad_to or int(train.lengths[b].max())) for b in epoch]
+    timed = stratified(epoch, padded, args.steps)
+    chosen = set(map(tuple, timed))
+    warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
     collate = TrainCollator(train, tokenizer.pad_token_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
+
+    def report(kind: str, payload) -> None:
+        print(PROTOCOL + kind + " " + json.dumps(payload), flush=True)
+
+    class TakeTurns:
+        """A batch sampler that waits for the coordinator's "go" before handing out each batch.
+
+        A step's time runs from one hand-out to the next, so it covers collation, the step
+        and everything Lightning does between steps. The last batch only ends the timing of
+        the one before it (it runs, untimed)."""
+
+        def __init__(self, batches):
+            self.batches = batches
+            self.times: list[float] = []
+            self.system: list[float] = []
+            self.spans: list[tuple[float, float]] = []
+            """(start, end) of each step on the system-wide monotonic clock, to show turns never overlap."""
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __iter__(self):
+            started = system = None
+            for batch in self.batches:
+                if started is not None:
+                    self.times.append(time.perf_counter() - started)
+                    self.system.append(os.times().system - system)
+                    self.spans.append((span_start, time.monotonic()))
+                report("ready", self.times[-1] if self.times else None)
+                if sys.stdin.readline().strip() != "go":
+                    return
+                started, system, span_start = time.perf_counter(), os.times().system, time.monotonic()
+                yield batch
+
+    sampler = TakeTurns(warmup + timed + [epoch[-1]])
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate)
 
-    class StepTimer(L.Callback):
+    class BatchSizes(L.Callback):
         def __init__(self):
-            self.times, self.tokens, self.padded = [], [], []
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._start = time.perf_counter()
+            self.tokens, self.padded = [], []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.times.append(time.perf_counter() - self._start)
             self.tokens.append(batch.num_tokens)
             self.padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
 
-    timer = StepTimer()
+    sizes = BatchSizes()
     module = GlueClassifier(model, task, [], OptimConfig(config.learning_rate, 0.0, 1e-8, 50, 1.0))
-    trainer = L.Trainer(max_steps=args.warmup + args.steps, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=len(sampler), logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, callbacks=[timer], deterministic=True)
+                        limit_val_batches=0, callbacks=[sizes], deterministic=True)
     trainer.fit(module, loader)
-    times, tokens = timer.times[args.warmup:], timer.tokens[args.warmup:]
+    skip = len(warmup)
+    times, tokens = sampler.times[skip:], sizes.tokens[skip : skip + len(timed)]
     seconds_per_step = statistics.mean(times)
     useful_flops = 6 * non_embedding_params * sum(tokens)
     return {
@@ -137,16 +206,58 @@ def worker(args) -> dict:
         "memory_budget": config.memory_budget,
         "threads": threads,
         "timed_steps": len(times),
+        "batches_per_epoch": len(epoch),
+        "padded_tokens_per_epoch": sum(padded),
+        "real_tokens_per_epoch": int(train.lengths.sum()),
         "tokens_per_second": sum(tokens) / sum(times),
-        "padded_tokens_per_second": sum(timer.padded[args.warmup:]) / sum(times),
+        "padded_tokens_per_second": sum(sizes.padded[skip : skip + len(timed)]) / sum(times),
         "seconds_per_step": seconds_per_step,
-        "seconds_per_epoch": seconds_per_step * len(sampler),
+        "seconds_per_epoch": seconds_per_step * len(epoch),
+        "system_seconds_per_step": statistics.mean(sampler.system[skip:]),
         "useful_gflops": useful_flops / sum(times) / 1e9,
         "non_embedding_parameters": non_embedding_params,
         "peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         "micro_batch_tokens": plan.micro_batch_tokens,
         "estimated_peak_mb": plan.estimated_peak_bytes / 2**20,
+        "step_spans": sampler.spans,
     }
+
+
+class Worker:
+    """One way's worker process, driven a step at a time over its stdin and stdout."""
+
+    def __init__(self, way: str, args, model: str):
+        command = [sys.executable, __file__, "--way", way, "--model", model, "--data_dir", args.data_dir,
+                   "--warmup", str(args.warmup), "--steps", str(args.steps)]
+        self.way = way
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=os.environ | {"TOKENIZERS_PARALLELISM": "false"})
+        self.result: dict | None = None
+        self.ready = self._next()
+
+    def _next(self) -> bool:
+        """Read protocol lines until the worker waits for "go" (True) or has finished (False)."""
+        for line in self.process.stdout:
+            if not line.startswith(PROTOCOL):
+                continue
+            kind, _, payload = line[len(PROTOCOL):].partition(" ")
+            if kind == "result":
+                self.result = json.loads(payload)
+            elif kind == "ready":
+                return True
+        return False
+
+    def step(self) -> None:
+        """Let the worker run one batch; return when it waits again or has finished."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        self.ready = self._next()
+
+    def finish(self) -> dict:
+        self.process.stdin.close()
+        if self.process.wait() != 0 or self.result is None:
+            raise RuntimeError(f"the {self.way} worker failed (exit code {self.process.returncode})")
+        return self.result
 
 
 def cpu_model() -> str:
@@ -159,32 +270,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default="../shared/data/glue/MRPC")
     parser.add_argument("--model", default=None, help="Model folder (default: a DistilBERT-shaped random model).")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed steps before the timed ones.")
+    parser.add_argument("--steps", type=int, default=30, help="Timed steps per way (0: every batch of an epoch).")
     parser.add_argument("--ways", default="course,gluebox,lean")
     parser.add_argument("--output", default="benchmarks/results.json")
     parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.way:
-        print(json.dumps(worker(args)))
+        print(PROTOCOL + "result " + json.dumps(worker(args)), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(make_distilbert(Path(tmp) / "distilbert-shaped"))
-        peak = matmul_peak_gflops()
-        results = []
-        for way in args.ways.split(","):
-            command = [sys.executable, __file__, "--way", way, "--model", model, "--data_dir", args.data_dir,
-                       "--warmup", str(args.warmup), "--steps", str(args.steps)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ | {"TOKENIZERS_PARALLELISM": "false"})
-            result = json.loads(output.stdout.strip().splitlines()[-1])
-            result["fraction_of_matmul_peak"] = result["useful_gflops"] / peak
-            results.append(result)
+        workers = [Worker(way, args, model) for way in args.ways.split(",")]
+        peak = MatmulPeak()
+        rounds = 0
+        while any(w.ready for w in workers):
+            for w in workers:
+                if w.ready:
+                    w.step()
+            peak.sample()
+            rounds += 1
+            print(f"\rround {rounds}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        results = [w.finish() for w in workers]
+    peak_gflops = peak.gflops()
+    for result in results:
+        result["fraction_of_matmul_peak"] = result["useful_gflops"] / peak_gflops
     by_way = {r["way"]: r for r in results}
     report = {
         "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": peak_gflops,
+        "rounds": rounds,
         "results": results,
     }
     if "course" in by_way and "gluebox" in by_way:
@@ -192,12 +310,14 @@ def main() -> None:
         report["epoch_time_ratio"] = 1 / report["speedup"]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"CPU: {report['cpu_model']} ({report['cpus']} CPUs), fp32 matmul peak {peak:.1f} GFLOP/s")
-    header = f"{'way':<8} {'tokens/s':>9} {'s/step':>7} {'s/epoch':>8} {'peak RSS MB':>12} {'useful GFLOP/s':>15} {'of peak':>8}"
+    print(f"CPU: {report['cpu_model']} ({report['cpus']} CPUs), fp32 matmul peak {peak_gflops:.1f} GFLOP/s")
+    header = (f"{'way':<8} {'tokens/s':>9} {'padded/s':>9} {'s/step':>7} {'s/epoch':>8} {'peak RSS MB':>12} "
+              f"{'useful GFLOP/s':>15} {'of peak':>8}")
     print(header)
     for r in results:
-        print(f"{r['way']:<8} {r['tokens_per_second']:>9.0f} {r['seconds_per_step']:>7.2f} {r['seconds_per_epoch']:>8.0f} "
-              f"{r['peak_rss_mb']:>12.0f} {r['useful_gflops']:>15.1f} {r['fraction_of_matmul_peak']:>8.0%}")
+        print(f"{r['way']:<8} {r['tokens_per_second']:>9.0f} {r['padded_tokens_per_second']:>9.0f} {r['seconds_per_step']:>7.2f} "
+              f"{r['seconds_per_epoch']:>8.0f} {r['peak_rss_mb']:>12.0f} {r['useful_gflops']:>15.1f} "
+              f"{r['fraction_of_matmul_peak']:>8.0%}")
     if "speedup" in report:
         print(f"gluebox epoch time = {report['epoch_time_ratio']:.2f} x the course way ({report['speedup']:.2f}x faster)")
 

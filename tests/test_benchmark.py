@@ -1,0 +1,50 @@
+"""The training benchmark: a fair sample of the epoch, and ways that take turns."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import subprocess
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_train import stratified  # noqa: E402
+
+
+def test_stratified_sample_spans_the_length_distribution():
+    rng = random.Random(0)
+    sizes = [rng.randint(600, 3300) for _ in range(115)]
+    batches = [[i] for i in range(115)]
+    sample = stratified(batches, sizes, 30)
+    picked = [sizes[b[0]] for b in sample]
+    assert len({b[0] for b in sample}) == 30
+    assert abs(statistics.mean(picked) - statistics.mean(sizes)) < 0.03 * statistics.mean(sizes)
+    assert min(picked) < sorted(sizes)[8] and max(picked) > sorted(sizes)[-8]
+    assert stratified(batches, sizes, 0) == batches
+    assert stratified(batches, sizes, 500) == batches
+
+
+def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_glue, tmp_path):
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--model", tiny_distilbert,
+         "--data_dir", str(shared_glue / "MRPC"), "--ways", "course,gluebox", "--warmup", "1", "--steps", "3",
+         "--output", str(output)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    report = json.loads(output.read_text())
+    course, gluebox = report["results"]
+    assert (course["way"], gluebox["way"]) == ("course", "gluebox")
+    assert course["timed_steps"] == gluebox["timed_steps"] == 3
+    assert course["padded_tokens_per_epoch"] == 3668 * 128
+    assert course["real_tokens_per_epoch"] == gluebox["real_tokens_per_epoch"] < gluebox["padded_tokens_per_epoch"]
+    assert gluebox["padded_tokens_per_epoch"] < 0.5 * course["padded_tokens_per_epoch"]
+    assert report["speedup"] == course["seconds_per_epoch"] / gluebox["seconds_per_epoch"]
+    assert report["matmul_peak_gflops"] > 0 and 0 < gluebox["fraction_of_matmul_peak"]
+    spans = sorted(span for result in (course, gluebox) for span in result["step_spans"])
+    assert len(spans) == 2 * (1 + 3)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), "two ways ran at once"
