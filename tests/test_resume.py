@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import shutil
 import signal
@@ -147,6 +148,30 @@ def test_sigint_saves_a_checkpoint_and_stops_within_seconds(tiny_bert, mrpc_dir,
     check_interrupted(run, outcome, signal.SIGINT)
     assert main(["train", "--resume", str(run)]) == 0
     assert_identical(run, reference, capsys)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+def test_a_second_stop_signal_stops_at_once_and_handlers_are_put_back():
+    """The first signal only asks for a stop at the batch end; a second one (any of the two)
+    raises at once with its own exit code. Uninstalling puts back the handlers found."""
+    from gluebox.errors import RunInterrupted
+    from gluebox.signals import StopRequest
+
+    found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.requested and stop.name == "SIGTERM"
+        with pytest.raises(RunInterrupted) as error:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        assert error.value.exit_code == 130
+        assert "second SIGINT" in str(error.value) and "last checkpoint is kept" in str(error.value)
+    finally:
+        stop.uninstall()
+    assert {signum: signal.getsignal(signum) for signum in found} == found
 
 
 @pytest.mark.parametrize("where", ["epoch_end", "mid_epoch"])
