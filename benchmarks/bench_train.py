@@ -145,37 +145,34 @@ def worker(args) -> dict:
     warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
     collate = TrainCollator(train, tokenizer.pad_token_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
 
-    def report(kind: str, payload) -> None:
-        print(PROTOCOL + kind + " " + json.dumps(payload), flush=True)
-
     class TakeTurns:
         """A batch sampler that waits for the coordinator's "go" before handing out each batch.
 
-        A step's time runs from one hand-out to the next, so it covers collation, the step
-        and everything Lightning does between steps. The last batch only ends the timing of
-        the one before it (it runs, untimed)."""
+        A step runs from one hand-out to the next, so it covers collation, the step and
+        everything Lightning does between steps. The last batch only ends the step before
+        it (it runs, untimed)."""
 
         def __init__(self, batches):
             self.batches = batches
-            self.times: list[float] = []
-            self.system: list[float] = []
             self.spans: list[tuple[float, float]] = []
-            """(start, end) of each step on the system-wide monotonic clock, to show turns never overlap."""
+            """(start, end) of each step on the system-wide monotonic clock: its time, and proof
+            that the turns of different ways never overlap."""
+            self.system: list[float] = []
+            """System CPU seconds of each step (page faults show up here)."""
 
         def __len__(self):
             return len(self.batches)
 
         def __iter__(self):
-            started = system = None
+            start = None
             for batch in self.batches:
-                if started is not None:
-                    self.times.append(time.perf_counter() - started)
+                if start is not None:
+                    self.spans.append((start, time.monotonic()))
                     self.system.append(os.times().system - system)
-                    self.spans.append((span_start, time.monotonic()))
-                report("ready", self.times[-1] if self.times else None)
+                print(PROTOCOL + "ready", flush=True)
                 if sys.stdin.readline().strip() != "go":
                     return
-                started, system, span_start = time.perf_counter(), os.times().system, time.monotonic()
+                start, system = time.monotonic(), os.times().system
                 yield batch
 
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
@@ -196,7 +193,8 @@ def worker(args) -> dict:
                         limit_val_batches=0, callbacks=[sizes], deterministic=True)
     trainer.fit(module, loader)
     skip = len(warmup)
-    times, tokens = sampler.times[skip:], sizes.tokens[skip : skip + len(timed)]
+    times = [end - start for start, end in sampler.spans[skip:]]
+    tokens = sizes.tokens[skip : skip + len(timed)]
     seconds_per_step = statistics.mean(times)
     useful_flops = 6 * non_embedding_params * sum(tokens)
     return {
@@ -240,7 +238,7 @@ class Worker:
         for line in self.process.stdout:
             if not line.startswith(PROTOCOL):
                 continue
-            kind, _, payload = line[len(PROTOCOL):].partition(" ")
+            kind, _, payload = line[len(PROTOCOL):].strip().partition(" ")
             if kind == "result":
                 self.result = json.loads(payload)
             elif kind == "ready":

@@ -89,6 +89,11 @@ class GlueClassifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.word_embeddings().sparse = True
+        self._embedding_gradient: torch.Tensor | None = None
+        """The word embeddings' dense gradient buffer, kept from step to step during one fit."""
+
+    def on_fit_end(self) -> None:
+        self._embedding_gradient = None
 
     def word_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
@@ -101,18 +106,17 @@ class GlueClassifier(L.LightningModule):
         vocabulary-sized gradient (94 MB for DistilBERT). The sum is the same as the dense
         backward's; the optimizer still sees a dense gradient.
 
-        The buffer is kept from step to step and zeroed in place: a new one each step is a
-        fresh 94 MB mapping whose pages the kernel must fault in and zero again.
+        The buffer is kept from step to step of one fit and zeroed in place: a new one each
+        step is a fresh 94 MB mapping whose pages the kernel must fault in and zero again.
         """
         weight = self.word_embeddings().weight
         if not weight.requires_grad:
             return
-        buffer = getattr(self, "_embedding_gradient", None)
-        if buffer is None or buffer.shape != weight.shape:
-            buffer = self._embedding_gradient = torch.zeros_like(weight)
+        if self._embedding_gradient is None:
+            self._embedding_gradient = torch.zeros_like(weight)
         else:
-            buffer.zero_()
-        weight.grad = buffer
+            self._embedding_gradient.zero_()
+        weight.grad = self._embedding_gradient
 
     def on_train_epoch_start(self) -> None:
         self.train_loss_sum, self.train_examples = 0.0, 0
