@@ -70,3 +70,34 @@ def train_args(model: str, output: Path, *extra: str) -> list[str]:
     """Arguments of a quick `gluebox train` with tracking off and no progress bar."""
     return ["train", "--model_name_or_path", model, "--output_dir", str(output), "--wandb_mode", "disabled",
             "--no-progress_bar", *extra]
+
+
+def start_gluebox(args: list[str], pause_at: tuple[int, ...] = (), pause_dir: Path | None = None,
+                  **kwargs) -> "subprocess.Popen":
+    """`python -m gluebox ARGS` in a new process; with ``pause_at``, it holds after those optimizer
+    steps (see :mod:`gluebox.pause`) until the test releases it, signals it or kills it."""
+    import subprocess
+    import sys
+
+    from gluebox.pause import FOLDER_VARIABLE, STEPS_VARIABLE
+
+    env = dict(os.environ)
+    if pause_at:
+        env |= {STEPS_VARIABLE: ",".join(str(step) for step in pause_at), FOLDER_VARIABLE: str(pause_dir)}
+    return subprocess.Popen([sys.executable, "-m", "gluebox", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, **kwargs)
+
+
+def wait_until_paused(process: "subprocess.Popen", pause_dir: Path, step: int, timeout: float = 600) -> Path:
+    """Until the run says it holds after ``step``; fails if the process ends first. The marker's path."""
+    import time
+
+    from gluebox.pause import marker
+
+    path = marker(pause_dir, step)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, f"the run never reached step {step}"
+        time.sleep(0.01)
+    return path

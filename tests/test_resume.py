@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import train_args
+from conftest import start_gluebox, train_args, wait_until_paused
 from fixtures import write_mrpc
 from gluebox.cli import main
 
@@ -29,6 +29,7 @@ STEPS_PER_EPOCH = 12
 EPOCHS = 2
 SETTINGS = ("--train_batch_size", "4", "--eval_batch_size", "8", "--max_seq_length", "64", "--epochs", str(EPOCHS),
             "--warmup_steps", "4", "--learning_rate", "1e-3")
+"""Every signal or kill below is sent while the run holds at a step it reported (gluebox.pause)."""
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +47,6 @@ def reference(tiny_bert, mrpc_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("reference") / "run"
     assert main(args(tiny_bert, mrpc_dir, run)) == 0
     return run
-
-
-def start(command: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gluebox", *command], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, **kwargs)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Until ``path`` exists (polled every 20 ms); fails if the process ends first."""
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
 
 
 def status(run: Path) -> dict:
@@ -87,20 +74,11 @@ def assert_identical(run: Path, reference: Path, capsys) -> None:
     assert status(run)["status"] == "complete" and status(run)["resumes"] >= 1
 
 
-def wait_for_a_newer(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Until ``path`` is replaced by a newer file (saves rename a new file into place)."""
-    first = path.stat().st_ino
-    deadline = time.time() + timeout
-    while not path.exists() or path.stat().st_ino == first:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.time() < deadline, f"{path} was not saved again"
-        time.sleep(0.02)
-
-
-def interrupt(run: Path, command: list[str], signum: int) -> tuple[int, float, str]:
-    """Start `gluebox train`, send ``signum`` once a checkpoint exists; exit code, seconds to exit, stderr."""
-    process = start(command)
-    wait_for(run / "checkpoints" / "last.ckpt", process)
+def interrupt(run: Path, command: list[str], signum: int, pause_at: int) -> tuple[int, float, str]:
+    """Start `gluebox train`, send ``signum`` while it holds after step ``pause_at``; exit code,
+    seconds to exit, stderr."""
+    process = start_gluebox(command, (pause_at,), run.parent / "pauses")
+    wait_until_paused(process, run.parent / "pauses", pause_at)
     sent = time.monotonic()
     process.send_signal(signum)
     rc = process.wait(timeout=60)
@@ -109,13 +87,26 @@ def interrupt(run: Path, command: list[str], signum: int) -> tuple[int, float, s
 
 @pytest.fixture(scope="module")
 def sigterm_run(tiny_bert, mrpc_dir, tmp_path_factory):
-    """A run stopped by SIGTERM soon after its first checkpoint (by the timer: every 60 ms), and a
-    copy of it made at once (for the full-disk test; the original is resumed in place)."""
+    """A run whose first checkpoint comes from the minutes timer (every 60 ms), stopped by SIGTERM
+    two steps later, and a copy of it made at once (for the full-disk test; the original is
+    resumed in place).
+
+    The run holds after step 3 while 0.1 s passes (it is paused, so nothing races: this only
+    lets the timer come due), then after step 5, where it gets the signal."""
     folder = tmp_path_factory.mktemp("sigterm")
-    run = folder / "run"
-    outcome = interrupt(run, args(tiny_bert, mrpc_dir, run, "--checkpoint_every_minutes", "0.001"), signal.SIGTERM)
+    run, pauses = folder / "run", folder / "pauses"
+    process = start_gluebox(args(tiny_bert, mrpc_dir, run, "--checkpoint_every_minutes", "0.001"), (3, 5), pauses)
+    held = wait_until_paused(process, pauses, 3)
+    time.sleep(0.1)  # the run is held: this races nothing, it only lets the 60 ms timer come due
+    held.unlink()
+    wait_until_paused(process, pauses, 5)
+    timer_step = checkpoint_step(run / "checkpoints" / "last.ckpt")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    rc = process.wait(timeout=60)
+    outcome = rc, time.monotonic() - sent, process.stderr.read().decode()
     shutil.copytree(run, folder / "spare")
-    return run, outcome, folder / "spare"
+    return run, outcome, folder / "spare", timer_step
 
 
 def check_interrupted(run: Path, outcome: tuple[int, float, str], signum: int) -> None:
@@ -135,8 +126,10 @@ def test_sigterm_saves_a_checkpoint_stops_within_seconds_and_resumes_identically
                                                                                   capsys):
     """SIGTERM (docker stop) stops at the next batch end with a checkpoint and exit code 143;
     the resumed run ends identical to the uninterrupted one."""
-    run, outcome, _ = sigterm_run
+    run, outcome, _, timer_step = sigterm_run
+    assert timer_step in (3, 4), timer_step  # the timer saved at the end of step 3 (or 4), before any signal
     check_interrupted(run, outcome, signal.SIGTERM)
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == 5
     assert main(["train", "--resume", str(run)]) == 0
     assert_identical(run, reference, capsys)
 
@@ -144,8 +137,9 @@ def test_sigterm_saves_a_checkpoint_stops_within_seconds_and_resumes_identically
 def test_sigint_saves_a_checkpoint_and_stops_within_seconds(tiny_bert, mrpc_dir, reference, tmp_path, capsys):
     """Ctrl+C does the same, with exit code 130."""
     run = tmp_path / "run"
-    outcome = interrupt(run, args(tiny_bert, mrpc_dir, run, "--checkpoint_every_n_steps", "2"), signal.SIGINT)
+    outcome = interrupt(run, args(tiny_bert, mrpc_dir, run, "--checkpoint_every_n_steps", "2"), signal.SIGINT, 3)
     check_interrupted(run, outcome, signal.SIGINT)
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == 3
     assert main(["train", "--resume", str(run)]) == 0
     assert_identical(run, reference, capsys)
 
@@ -180,22 +174,20 @@ def test_resume_after_sigkill_is_identical(tiny_bert, mrpc_dir, reference, tmp_p
     wrote after it and ends identical to the uninterrupted run, wherever the checkpoint was.
 
     epoch_end: only the epoch-end checkpoint exists (the timer's 5 minutes never come), killed
-    during the second epoch. mid_epoch: a checkpoint every 5 steps, killed after the one at step
-    15, in the middle of the second epoch (whose batch order differs from the first's).
+    while it holds after step 16, in the second epoch. mid_epoch: a checkpoint every 5 steps
+    (steps 5, 10, the epoch end at 12, then 17), killed while it holds after step 20, in the
+    middle of the second epoch (whose batch order differs from the first's).
     """
     run = tmp_path / "run"
     every = ("--checkpoint_every_n_steps", "5") if where == "mid_epoch" else ()
-    process = start(args(tiny_bert, mrpc_dir, run, *every))
-    wait_for(run / "metrics.jsonl", process)
-    if where == "mid_epoch":
-        wait_for_a_newer(run / "checkpoints" / "last.ckpt", process)
-    else:
-        time.sleep(0.2)
+    pause_at = 16 if where == "epoch_end" else 20
+    process = start_gluebox(args(tiny_bert, mrpc_dir, run, *every), (pause_at,), tmp_path / "pauses")
+    wait_until_paused(process, tmp_path / "pauses", pause_at)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert status(run)["status"] == "running"
     step = checkpoint_step(run / "checkpoints" / "last.ckpt")  # loads: the save was all or nothing
-    assert step == STEPS_PER_EPOCH if where == "epoch_end" else STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH, step
+    assert step == STEPS_PER_EPOCH if where == "epoch_end" else STEPS_PER_EPOCH < step < pause_at, step
 
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0, capsys.readouterr().err
@@ -215,7 +207,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(sigterm_run, refer
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
 
-    process = start(["train", "--resume", str(run), "--checkpoint_every_n_steps", "1"], preexec_fn=small_files_only)
+    process = start_gluebox(["train", "--resume", str(run), "--checkpoint_every_n_steps", "1"], preexec_fn=small_files_only)
     rc = process.wait(timeout=120)
     err = process.stderr.read().decode()
     assert rc == 2, err

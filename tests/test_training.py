@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import train_args
+from conftest import start_gluebox, train_args, wait_until_paused
 from fixtures import write_mrpc
 from gluebox.cli import main
 from gluebox.model import load_config, load_model
@@ -133,11 +133,9 @@ def test_run_directory_is_complete_and_loadable(tiny_bert, mrpc_dir, tmp_path):
 def test_killed_run_is_recognisably_unfinished(tiny_bert, mrpc_dir, tmp_path):
     """A SIGKILL mid-training leaves status 'running', no summary.json, and compare refuses it."""
     run = tmp_path / "killed"
-    args = train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--train_batch_size", "2", "--epochs", "50")
-    process = subprocess.Popen([sys.executable, "-m", "gluebox", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (run / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
+    args = train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--train_batch_size", "2", "--epochs", "3")
+    process = start_gluebox(args, (30,), tmp_path / "pauses")  # 24 steps an epoch: held in the second
+    wait_until_paused(process, tmp_path / "pauses", 30)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (run / "metrics.jsonl").exists(), process.stderr.read().decode()

@@ -26,6 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from gluebox.errors import GlueboxError, RunInterrupted
+from gluebox.pause import Pause
 from gluebox.run_dir import atomic_write, disk_full_is_an_error
 from gluebox.signals import StopRequest
 
@@ -175,6 +176,7 @@ class LastCheckpoint(Checkpoint):
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_minutes * 60 if every_minutes else None
         self.stop = stop
+        self.pause = Pause.from_environment()
         self._saved_step = 0
         self._saved_at = time.monotonic()
 
@@ -184,6 +186,8 @@ class LastCheckpoint(Checkpoint):
         self._saved_at = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.pause is not None:
+            self.pause.after_step(trainer.global_step, self.stop)
         if batch_idx + 1 >= trainer.num_training_batches:
             return  # the epoch-end checkpoint follows validation
         stop = self._any_process(trainer, self.stop.requested)
