@@ -109,15 +109,16 @@ def worker(args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from gluebox import memory, resources
-    from gluebox.commands.train import quiet_libraries
+    from gluebox import resources
+    from gluebox.training import memory
+    from gluebox.training.quiet import quiet_libraries
     from gluebox.config import TrainConfig
     from gluebox.data.batching import TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
-    from gluebox.hardware import configure_threads
-    from gluebox.model import load_model, load_tokenizer
-    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.training.hardware import configure_threads
+    from gluebox.training.pretrained import load_model, load_tokenizer
+    from gluebox.training.classifier import GlueClassifier, OptimConfig
 
     way = WAYS[args.way]
     quiet_libraries()
@@ -135,7 +136,7 @@ def worker(args) -> dict:
     plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
                        sum(p.numel() for p in model.parameters()), model.config, longest)
     if plan.returns_freed_memory:
-        from gluebox.allocator import return_freed_memory_to_os
+        from gluebox.training.allocator import return_freed_memory_to_os
 
         return_freed_memory_to_os()
     epoch = TrainBatchSampler(train.lengths, config.train_batch_size, config.seed, config.group_by_length).batches(0)
@@ -259,7 +260,7 @@ class Worker:
 
 
 def cpu_model() -> str:
-    from gluebox.environment import _cpu_info
+    from gluebox.runs.environment import _cpu_info
 
     return _cpu_info()[0]
 

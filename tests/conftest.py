@@ -75,11 +75,11 @@ def train_args(model: str, output: Path, *extra: str) -> list[str]:
 def start_gluebox(args: list[str], pause_at: tuple[int, ...] = (), pause_dir: Path | None = None,
                   **kwargs) -> "subprocess.Popen":
     """`python -m gluebox ARGS` in a new process; with ``pause_at``, it holds after those optimizer
-    steps (see :mod:`gluebox.pause`) until the test releases it, signals it or kills it."""
+    steps (see :mod:`gluebox.training.pause`) until the test releases it, signals it or kills it."""
     import subprocess
     import sys
 
-    from gluebox.pause import FOLDER_VARIABLE, STEPS_VARIABLE
+    from gluebox.training.pause import FOLDER_VARIABLE, STEPS_VARIABLE
 
     env = dict(os.environ)
     if pause_at:
@@ -92,7 +92,7 @@ def wait_until_paused(process: "subprocess.Popen", pause_dir: Path, step: int, t
     """Until the run says it holds after ``step``; fails if the process ends first. The marker's path."""
     import time
 
-    from gluebox.pause import marker
+    from gluebox.training.pause import marker
 
     path = marker(pause_dir, step)
     deadline = time.monotonic() + timeout

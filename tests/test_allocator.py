@@ -10,7 +10,7 @@ import pytest
 PROBE = r"""
 import sys
 import torch
-from gluebox.allocator import return_freed_memory_to_os
+from gluebox.training.allocator import return_freed_memory_to_os
 
 def rss_mib():
     with open("/proc/self/status") as status:
@@ -44,7 +44,7 @@ def test_freed_tensors_leave_rss_under_a_budget_but_not_by_default():
 def test_memory_plan_returns_freed_memory_only_under_a_budget():
     from transformers import DistilBertConfig
 
-    from gluebox.memory import plan
+    from gluebox.training.memory import plan
 
     config = DistilBertConfig()
     assert plan(32, None, "3GB", 66_000_000, config, 103).returns_freed_memory

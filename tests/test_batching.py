@@ -81,7 +81,7 @@ def test_token_cap_splits_long_batches_and_keeps_short_ones_whole():
 def test_memory_plan_caps_tokens_only_when_the_budget_needs_it():
     from transformers import DistilBertConfig
 
-    from gluebox.memory import SAFETY, estimate_peak_bytes, plan
+    from gluebox.training.memory import SAFETY, estimate_peak_bytes, plan
 
     config, params = DistilBertConfig(), 66_955_010
     roomy = plan(32, None, "100GB", params, config, 103)

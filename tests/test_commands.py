@@ -111,7 +111,7 @@ def test_wandb_offline_run_carries_metrics_and_never_the_key(tiny_bert, mrpc_dir
 
 
 def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
-    from gluebox.tracking import resolve_mode
+    from gluebox.training.tracking import resolve_mode
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))

@@ -30,10 +30,11 @@ from gluebox.config import TrainConfig
 from gluebox.data.batching import TrainCollator
 from gluebox.data.encoding import encode
 from gluebox.data.sources import load_split
-from gluebox.distributed import ShardSampler, batch_share, launcher_rank, shard_range
+from gluebox.data.sharding import ShardSampler, batch_share, shard_range
+from gluebox.training.distributed import launcher_rank
 from gluebox.errors import GlueboxError
-from gluebox.metrics import PredictionFingerprint
-from gluebox.model import load_tokenizer
+from gluebox.training.metrics import PredictionFingerprint
+from gluebox.training.pretrained import load_tokenizer
 from gluebox.tasks import GLUE_TASKS
 
 TRAIN_ROWS, DEV_ROWS = 49, 17

@@ -24,7 +24,7 @@ from conftest import train_args, write_tsv
 from gluebox.cli import main
 from gluebox.config import TrainConfig
 from gluebox.data.sources import load_split
-from gluebox.metrics import task_metrics
+from gluebox.training.metrics import task_metrics
 from gluebox.tasks import GLUE_TASKS
 
 # Label ids as the hub dataset nyu-mll/glue numbers them (and as GLUE's leaderboard expects).

@@ -29,7 +29,7 @@ STEPS_PER_EPOCH = 12
 EPOCHS = 2
 SETTINGS = ("--train_batch_size", "4", "--eval_batch_size", "8", "--max_seq_length", "64", "--epochs", str(EPOCHS),
             "--warmup_steps", "4", "--learning_rate", "1e-3")
-"""Every signal or kill below is sent while the run holds at a step it reported (gluebox.pause)."""
+"""Every signal or kill below is sent while the run holds at a step it reported (gluebox.training.pause)."""
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_a_second_stop_signal_stops_at_once_and_handlers_are_put_back():
     """The first signal only asks for a stop at the batch end; a second one (any of the two)
     raises at once with its own exit code. Uninstalling puts back the handlers found."""
     from gluebox.errors import RunInterrupted
-    from gluebox.signals import StopRequest
+    from gluebox.training.signals import StopRequest
 
     found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     stop = StopRequest()

@@ -73,7 +73,8 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, change, message):
 
 def test_a_trial_stopped_by_tune_ends_as_a_stopped_run(tiny_bert, mrpc_dir, tmp_path):
     """Tune stops a trial by raising SystemExit(0) in its next report: the run says why, and when."""
-    from gluebox.commands.train import RunStopped, train
+    from gluebox.errors import RunStopped
+    from gluebox.recipe.train import train
     from gluebox.sweep.spec import trial_config
     from gluebox.sweep.trial import STOPPED_BY_SCHEDULER, TuneReporter
 

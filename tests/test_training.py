@@ -17,8 +17,8 @@ import torch
 from conftest import start_gluebox, train_args, wait_until_paused
 from fixtures import write_mrpc
 from gluebox.cli import main
-from gluebox.model import load_config, load_model
-from gluebox.module import parameter_groups
+from gluebox.training.pretrained import load_config, load_model
+from gluebox.training.classifier import parameter_groups
 from gluebox.tasks import GLUE_TASKS
 
 GOLDEN = {
@@ -150,8 +150,8 @@ def test_dropout_stays_on_in_training(tiny_bert, mrpc_dir, tmp_path):
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
-    from gluebox.model import load_tokenizer
-    from gluebox.module import GlueClassifier, OptimConfig
+    from gluebox.training.pretrained import load_tokenizer
+    from gluebox.training.classifier import GlueClassifier, OptimConfig
 
     task = GLUE_TASKS["mrpc"]
     config = TrainConfig(data_dir=str(mrpc_dir))

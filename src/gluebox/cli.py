@@ -125,10 +125,10 @@ def resolve_train_config(args: argparse.Namespace):
 
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from gluebox.commands.train import train
+        from gluebox.recipe.train import train
 
         if args.resume is not None:
-            from gluebox.resume import prepare_resume
+            from gluebox.recipe.resume import prepare_resume
 
             config, resume = prepare_resume(args.resume, given_train_values(args))
             train(config, resume)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return run_command(args)
     except GlueboxError as error:
-        from gluebox.tracking import redact
+        from gluebox.training.tracking import redact
 
         if debug:
             traceback.print_exc()

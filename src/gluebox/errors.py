@@ -32,3 +32,7 @@ class RunInterrupted(GlueboxError):
     @property
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name
+
+
+class RunStopped(GlueboxError):
+    """A run ended early on purpose (a sweep's scheduler stopped it); its status says ``stopped``."""

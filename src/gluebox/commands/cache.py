@@ -11,9 +11,9 @@ from gluebox.errors import GlueboxError
 
 
 def cache(model_name_or_path: str, task_name: str, data_dir: str | None = None, with_data: bool = True) -> None:
-    from gluebox.commands.train import quiet_libraries
+    from gluebox.training.quiet import quiet_libraries
     from gluebox.data.sources import load_split, resolve_task
-    from gluebox.model import load_model, load_tokenizer
+    from gluebox.training.pretrained import load_model, load_tokenizer
     from gluebox.tasks import GLUE_TASKS
 
     quiet_libraries()

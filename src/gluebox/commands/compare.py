@@ -8,7 +8,7 @@ are not results and are ignored.
 from __future__ import annotations
 
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import SUMMARY, open_run
+from gluebox.runs.directory import SUMMARY, open_run
 
 IGNORED_PREFIXES = ("perf/",)
 

@@ -12,8 +12,8 @@ def evaluate(path: str, split: str | None = None, file: str | None = None, data_
              output: str | None = None, batch_size: int | None = None) -> dict:
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
-    from gluebox.inference import load_run, loader, trainer
-    from gluebox.module import GlueClassifier
+    from gluebox.recipe.evaluation import load_run, loader, trainer
+    from gluebox.training.classifier import GlueClassifier
 
     loaded = load_run(path)
     config, task = loaded.config, loaded.task

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import SUMMARY, TASK, atomic_write_text, open_run
+from gluebox.runs.directory import SUMMARY, TASK, atomic_write_text, open_run
 from gluebox.tasks import Task
 
 

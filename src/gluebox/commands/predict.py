@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import atomic_write_text
+from gluebox.runs.directory import atomic_write_text
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -30,8 +30,8 @@ def predict(path: str, output: str, split: str | None = None, file: str | None =
 
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
-    from gluebox.inference import load_run, loader, trainer
-    from gluebox.module import GlueClassifier
+    from gluebox.recipe.evaluation import load_run, loader, trainer
+    from gluebox.training.classifier import GlueClassifier
     from gluebox.tasks import GLUE_TASKS
 
     fmt = FORMATS.get(Path(output).suffix.lower())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import RunDirectory, atomic_write_text, check_writable
+from gluebox.runs.directory import RunDirectory, atomic_write_text, check_writable
 from gluebox.sweep.report import rank_outcomes, read_outcome, write_reports
 from gluebox.sweep.spec import SweepConfig, load_sweep, trial_config, trial_name
 

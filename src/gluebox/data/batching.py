@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from gluebox.data.encoding import EncodedSplit
-from gluebox.distributed import batch_share, rank_and_world_size
+from gluebox.data.sharding import batch_share, rank_and_world_size
 
 MEGA_BATCH_FACTOR = 50
 """Length grouping sorts windows of this many batches (as Hugging Face's LengthGroupedSampler)."""
@@ -28,7 +28,7 @@ MEGA_BATCH_FACTOR = 50
 class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Seeded, per-epoch deterministic batches of example indices, resumable mid-epoch.
 
-    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.checkpointing.BatchOrder`),
+    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.training.checkpoints.BatchOrder`),
     so epoch ``e`` always gets the same batches for the same seed, whatever ran before (a
     resumed run included). The batches are drawn when the first one is asked for, not when
     the iterator is made, because Lightning makes the iterator of a resumed run before the

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gluebox.run_dir import RunDirectory, atomic_write_json, atomic_write_text
+from gluebox.runs.directory import RunDirectory, atomic_write_json, atomic_write_text
 
 LEADERBOARD_MD = "leaderboard.md"
 LEADERBOARD_CSV = "leaderboard.csv"

@@ -1,6 +1,6 @@
 """One trial of a sweep, as it runs inside a Ray worker: the normal training recipe, reported to Tune.
 
-Each trial calls :func:`gluebox.commands.train.train` in-process, so it writes a normal,
+Each trial calls :func:`gluebox.recipe.train.train` in-process, so it writes a normal,
 complete run directory. :class:`TuneReporter` reports each epoch to Tune once that epoch is
 fully written (metrics and checkpoints), at the start of the next one; the last epoch is
 reported after the run directory is complete, so that a scheduler deciding at that point
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import lightning as L
 
-from gluebox.run_dir import RunDirectory
+from gluebox.runs.directory import RunDirectory
 
 STOPPED_BY_SCHEDULER = "stopped early by the sweep's ASHA scheduler (trailing other trials at an epoch milestone)"
 STOPPED_BY_TUNE = "stopped by Ray Tune before its last epoch"
@@ -46,7 +46,7 @@ class TuneReporter(L.Callback):
         except SystemExit as stop:
             if stop.code not in (None, 0):
                 raise
-            from gluebox.commands.train import RunStopped
+            from gluebox.errors import RunStopped
 
             self.run.set_status("stopped", reason=self.reason, epochs_completed=len(records))
             raise RunStopped(f"{self.run.path} was stopped after {len(records)} epoch(s): {self.reason}") from None
@@ -60,7 +60,8 @@ def run_trial(tune_config: dict[str, Any], base: dict[str, Any], trials_dir: str
     """
     from ray import tune
 
-    from gluebox.commands.train import RunStopped, train
+    from gluebox.errors import RunStopped
+    from gluebox.recipe.train import train
     from gluebox.sweep.spec import trial_config
 
     trial = tune_config["trial"]

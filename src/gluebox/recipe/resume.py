@@ -16,8 +16,8 @@ from typing import Any
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.memory import MemoryPlan
-from gluebox.run_dir import CHECKPOINTS, CONFIG, ENVIRONMENT, MEMORY_PLAN, RunDirectory, check_checkpoint_dir
+from gluebox.training.memory import MemoryPlan
+from gluebox.runs.directory import CHECKPOINTS, CONFIG, ENVIRONMENT, MEMORY_PLAN, RunDirectory, check_checkpoint_dir
 
 LAST_CHECKPOINT = "last.ckpt"
 

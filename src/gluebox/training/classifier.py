@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gluebox.data.batching import TrainBatch
-from gluebox.metrics import PredictionFingerprint, predictions, task_metrics
+from gluebox.training.metrics import PredictionFingerprint, predictions, task_metrics
 from gluebox.tasks import Task
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -81,7 +81,7 @@ class GlueClassifier(L.LightningModule):
         return F.cross_entropy(logits, labels, reduction="sum")
 
     def setup(self, stage: str) -> None:
-        from gluebox.hardware import skip_nan_fill_of_new_tensors
+        from gluebox.training.hardware import skip_nan_fill_of_new_tensors
 
         skip_nan_fill_of_new_tensors()
 
@@ -211,7 +211,7 @@ class GlueClassifier(L.LightningModule):
         torchmetrics gathers its states from all processes in ``compute()``; the summed loss
         and count are reduced here, and the predictions gathered and put in dataset order.
         """
-        from gluebox.distributed import all_gather_objects
+        from gluebox.training.distributed import all_gather_objects
 
         results: dict[str, float | str | int] = {}
         distributed = self.trainer.world_size > 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import BEST_MODEL, TASK, RunDirectory, open_run
+from gluebox.runs.directory import BEST_MODEL, TASK, RunDirectory, open_run
 from gluebox.tasks import Task
 
 
@@ -24,7 +24,7 @@ class LoadedRun:
 
 def load_run(path: str) -> LoadedRun:
     """A run directory's best model, or the weights of a ``.ckpt`` file inside a run directory."""
-    from gluebox.commands.train import quiet_libraries
+    from gluebox.training.quiet import quiet_libraries
 
     quiet_libraries()
     target = Path(path)
@@ -44,7 +44,7 @@ def load_run(path: str) -> LoadedRun:
     model_dir = run.file(BEST_MODEL)
     if not (model_dir / "config.json").exists():
         raise GlueboxError(f"{run.path} has no saved model yet ({BEST_MODEL}/ is missing); the run did not finish an epoch")
-    from gluebox.model import load_tokenizer
+    from gluebox.training.pretrained import load_tokenizer
 
     from transformers import AutoModelForSequenceClassification
 
@@ -74,7 +74,7 @@ def loader(loaded: LoadedRun, encoded, batch_size: int | None):
 def trainer(config: TrainConfig):
     import lightning as L
 
-    from gluebox.hardware import configure_threads
+    from gluebox.training.hardware import configure_threads
 
     configure_threads(config.num_threads)
     return L.Trainer(

@@ -26,9 +26,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from gluebox.errors import GlueboxError, RunInterrupted
-from gluebox.pause import Pause
-from gluebox.run_dir import atomic_write, disk_full_is_an_error
-from gluebox.signals import StopRequest
+from gluebox.training.pause import Pause
+from gluebox.runs.directory import atomic_write, disk_full_is_an_error
+from gluebox.training.signals import StopRequest
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -130,7 +130,7 @@ class RandomState(L.Callback):
         state = self._local_state()
         if self._world_size == 1:
             return state
-        from gluebox.distributed import all_gather_objects
+        from gluebox.training.distributed import all_gather_objects
 
         return {"per_rank": all_gather_objects(state)}
 
@@ -181,7 +181,7 @@ class LastCheckpoint(Checkpoint):
         self._saved_at = time.monotonic()
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.stop.install()  # after Lightning's own SIGTERM handler (see gluebox.signals)
+        self.stop.install()  # after Lightning's own SIGTERM handler (see gluebox.training.signals)
         self._saved_step = trainer.global_step
         self._saved_at = time.monotonic()
 

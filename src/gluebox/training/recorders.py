@@ -2,7 +2,7 @@
 
 Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
 to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
-up as an uninterrupted run's. Checkpoints themselves are in :mod:`gluebox.checkpointing`.
+up as an uninterrupted run's. Checkpoints themselves are in :mod:`gluebox.training.checkpoints`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import lightning as L
 import torch
 
 from gluebox import resources
-from gluebox.distributed import rank_seed
+from gluebox.training.distributed import rank_seed
 from gluebox.errors import GlueboxError
-from gluebox.run_dir import BEST_MODEL, STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
+from gluebox.runs.directory import BEST_MODEL, STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
 
 
 class StepRecorder(L.Callback):
@@ -282,7 +282,7 @@ class DistributedRun(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.world_size == 1:
             return
-        from gluebox.commands.train import quiet_libraries
+        from gluebox.training.quiet import quiet_libraries
 
         quiet_libraries()  # processes started by ddp_spawn begin without gluebox's settings
         self.run.path = Path(trainer.strategy.broadcast(str(self.run.path), src=0))

@@ -6,7 +6,6 @@ never leaves a half-written run behind.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -15,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gluebox.config import TrainConfig
-from gluebox.errors import GlueboxError
-from gluebox.run_dir import CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
+from gluebox.errors import GlueboxError, RunStopped
+from gluebox.runs.directory import CHECKPOINTS, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
 
 if TYPE_CHECKING:
-    from gluebox.resume import Resume
+    from gluebox.recipe.resume import Resume
 
 
 def default_run_path(config: TrainConfig) -> Path:
@@ -32,27 +31,6 @@ def default_run_path(config: TrainConfig) -> Path:
         n += 1
         path = parent / f"{stem}-{n}"
     return path
-
-
-def quiet_libraries() -> None:
-    """Keep the console to our progress bar and lines, not library banners."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import lightning  # noqa: F401  (sets its loggers to INFO on import; lower them after)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    # A run resumed mid-epoch keeps its place through gluebox.checkpointing.BatchOrder, which Lightning cannot see.
-    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-    # Validation results are reduced over all processes before they are logged (module.py).
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
@@ -68,9 +46,11 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     """
     started = time.time()
     config.validate()
+    from gluebox.training.quiet import quiet_libraries
+
     quiet_libraries()
-    from gluebox import memory
-    from gluebox.distributed import launcher_rank, threads_per_process
+    from gluebox.training import memory
+    from gluebox.training.distributed import launcher_rank, threads_per_process
 
     # Rank 0 checks now, before any work; the other ranks never touch the run directory.
     expected_rank = launcher_rank(config.devices)
@@ -86,20 +66,20 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from gluebox.callbacks import BestModelExporter, DistributedRun, EpochRecorder, StepRecorder
-    from gluebox.checkpointing import AtomicCheckpointIO, BatchOrder, LastCheckpoint, RandomState
+    from gluebox.training.recorders import BestModelExporter, DistributedRun, EpochRecorder, StepRecorder
+    from gluebox.training.checkpoints import AtomicCheckpointIO, BatchOrder, LastCheckpoint, RandomState
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split, resolve_task
-    from gluebox.distributed import ShardSampler
-    from gluebox.environment import describe
+    from gluebox.data.sharding import ShardSampler
+    from gluebox.runs.environment import describe
     from gluebox.errors import RunInterrupted
-    from gluebox.hardware import configure_threads, device_name
-    from gluebox.model import check_tokenizer_fits, load_model, load_tokenizer
-    from gluebox.module import GlueClassifier, OptimConfig
-    from gluebox.resume import LAST_CHECKPOINT
-    from gluebox.signals import StopRequest
-    from gluebox.tracking import wandb_logger
+    from gluebox.training.hardware import configure_threads, device_name
+    from gluebox.training.pretrained import check_tokenizer_fits, load_model, load_tokenizer
+    from gluebox.training.classifier import GlueClassifier, OptimConfig
+    from gluebox.recipe.resume import LAST_CHECKPOINT
+    from gluebox.training.signals import StopRequest
+    from gluebox.training.tracking import wandb_logger
 
     threads = configure_threads(resume.threads if resume is not None
                                 else threads_per_process(config.num_threads, config.devices))
@@ -134,7 +114,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         budget, source = memory.available_budget(config.memory_budget)
         memory.refuse_if_over(plan.estimated_peak_bytes, budget, source, resumed=True)
     if plan.returns_freed_memory:
-        from gluebox.allocator import return_freed_memory_to_os
+        from gluebox.training.allocator import return_freed_memory_to_os
 
         return_freed_memory_to_os()
 
@@ -281,10 +261,6 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items() if isinstance(v, float))
     print(f"run complete: {run.path} ({final})", flush=True)
     return run
-
-
-class RunStopped(GlueboxError):
-    """A run ended early on purpose (a sweep's scheduler stopped it); its status says ``stopped``."""
 
 
 def build_summary(records, task, monitor, config, plan, train_split, started, device, threads) -> dict:

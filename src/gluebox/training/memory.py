@@ -23,7 +23,7 @@ from gluebox.errors import GlueboxError
 BASE_PROCESS_BYTES = 520 * 2**20
 """Resident memory besides weights, optimizer state and activations: imports, data, tokenizer.
 
-Under a budget, freed memory goes back to the OS (:mod:`gluebox.allocator`), so RSS follows
+Under a budget, freed memory goes back to the OS (:mod:`gluebox.training.allocator`), so RSS follows
 live tensors. Measured on 2 cores with a DistilBERT-shaped model: 1273 MiB between steps =
 about 507 MiB + 12 bytes per parameter (weights and AdamW moments)."""
 BYTES_PER_PARAMETER = 16
@@ -161,7 +161,7 @@ def preflight(config) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        from gluebox.model import load_config
+        from gluebox.training.pretrained import load_config
         from gluebox.tasks import GLUE_TASKS
 
         task = GLUE_TASKS.get(config.task_name) or GLUE_TASKS["mrpc"]

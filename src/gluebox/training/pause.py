@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from gluebox.signals import StopRequest
+from gluebox.training.signals import StopRequest
 
 STEPS_VARIABLE = "GLUEBOX_PAUSE_AT_STEPS"
 FOLDER_VARIABLE = "GLUEBOX_PAUSE_DIR"

@@ -1,0 +1,27 @@
+"""Keep the console to gluebox's own progress bar and lines, not library banners and warnings."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def quiet_libraries() -> None:
+    """Keep the console to our progress bar and lines, not library banners."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import lightning  # noqa: F401  (sets its loggers to INFO on import; lower them after)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    # A run resumed mid-epoch keeps its place through gluebox.training.checkpoints.BatchOrder, which Lightning cannot see.
+    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+    # Validation results are reduced over all processes before they are logged (module.py).
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
