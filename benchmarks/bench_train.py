@@ -2,8 +2,8 @@
 
 Every way trains a DistilBERT-shaped model (DistilBertConfig defaults, random weights: the
 same time and memory as distilbert-base-uncased) on the real MRPC train split, batch 32,
-max_seq_length 128, AdamW in fp32, same seed, through gluebox's real data pipeline,
-LightningModule and Lightning Trainer, each in its own process so that each peak RSS is
+max_seq_length 128, AdamW in fp32, same seed, through gluebox's real recipe
+(:func:`gluebox.recipe.build.build`: data pipeline, memory plan, LightningModule) and a Lightning Trainer, each in its own process so that each peak RSS is
 its own.
 
     python benchmarks/bench_train.py --data_dir ../shared/data/glue/MRPC --output benchmarks/results.json
@@ -106,45 +106,26 @@ def stratified(batches: list[list[int]], sizes: list[int], count: int) -> list[l
 def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
     import lightning as L
-    import torch
     from torch.utils.data import DataLoader
 
     from gluebox import resources
-    from gluebox.training import memory
-    from gluebox.training.quiet import quiet_libraries
     from gluebox.config import TrainConfig
-    from gluebox.data.batching import TrainBatchSampler, TrainCollator
-    from gluebox.data.encoding import encode
-    from gluebox.data.sources import load_split, resolve_task
-    from gluebox.training.hardware import configure_threads
-    from gluebox.training.pretrained import load_model, load_tokenizer
-    from gluebox.training.classifier import GlueClassifier, OptimConfig
+    from gluebox.recipe.build import build
+    from gluebox.training.quiet import quiet_libraries
 
     way = WAYS[args.way]
     quiet_libraries()
-    threads = configure_threads(None)
     config = TrainConfig(model_name_or_path=args.model, data_dir=args.data_dir, **way)
-    L.seed_everything(config.seed, verbose=False)
-    task = resolve_task(config)
-    tokenizer = load_tokenizer(config.model_name_or_path)
-    train = encode(load_split(config, task, "train"), tokenizer, config.max_seq_length, False)
-    model = load_model(config.model_name_or_path, task, config.dropout_rate)
+    recipe = build(config)
+    train, model, plan, threads = recipe.encoded["train"], recipe.model, recipe.plan, recipe.threads
     embedding_params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     non_embedding_params = sum(p.numel() for p in model.parameters()) - embedding_params
     pad_to = config.max_seq_length if config.padding == "max_length" else None
-    longest = int(train.lengths.max()) if pad_to is None else pad_to
-    plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
-                       sum(p.numel() for p in model.parameters()), model.config, longest)
-    if plan.returns_freed_memory:
-        from gluebox.training.allocator import return_freed_memory_to_os
-
-        return_freed_memory_to_os()
-    epoch = TrainBatchSampler(train.lengths, config.train_batch_size, config.seed, config.group_by_length).batches(0)
+    epoch = recipe.batch_sampler.batches(0)
     padded = [len(b) * (pad_to or int(train.lengths[b].max())) for b in epoch]
     timed = stratified(epoch, padded, args.steps)
     chosen = set(map(tuple, timed))
     warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
-    collate = TrainCollator(train, tokenizer.pad_token_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
 
     class TakeTurns:
         """A batch sampler that waits for the coordinator's "go" before handing out each batch.
@@ -177,7 +158,7 @@ def worker(args) -> dict:
                 yield batch
 
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
-    loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate)
+    loader = DataLoader(train, batch_sampler=sampler, collate_fn=recipe.train_collator)
 
     class BatchSizes(L.Callback):
         def __init__(self):
@@ -188,7 +169,7 @@ def worker(args) -> dict:
             self.padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
 
     sizes = BatchSizes()
-    module = GlueClassifier(model, task, [], OptimConfig(config.learning_rate, 0.0, 1e-8, 50, 1.0))
+    module = recipe.module
     trainer = L.Trainer(max_steps=len(sampler), logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, callbacks=[sizes], deterministic=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import train_args, write_tsv
-from gluebox.cli import build_parser, main, resolve_train_config
+from gluebox.cli import build_parser, main
+from gluebox.commands.train import resolve_train_config
 from gluebox.config import TrainConfig
 
 RTE_HEADER = ["index", "sentence1", "sentence2", "label"]

@@ -7,7 +7,6 @@ Each subcommand lives in ``gluebox.commands``; this module only turns the comman
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import traceback
@@ -27,18 +26,17 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are applied later so that YAML can sit between."""
-    from gluebox.config import TrainConfig
+    from gluebox.config import config_fields, text_flag, value_type
 
-    for f in dataclasses.fields(TrainConfig):
+    for f in config_fields():
         names = [f"--{f.name}", *f.metadata.get("aliases", ())]
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        kind = str(f.type)
-        if kind.startswith("bool"):
+        help_text = f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else "")
+        kind = str if text_flag(f) else value_type(f)
+        if kind is bool:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
             continue
-        value_type = int if kind.startswith("int") else float if kind.startswith("float") else str
         parser.add_argument(
-            *names, dest=f.name, type=value_type, default=argparse.SUPPRESS, help=help_text,
+            *names, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text,
             choices=f.metadata.get("choices") if f.name != "task_name" else None,
             metavar=f.name.upper() if f.metadata.get("choices") is None or f.name == "task_name" else None,
         )
@@ -102,39 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ENV_DEFAULTS = {"model_name_or_path": "GLUEBOX_MODEL", "task_name": "GLUEBOX_TASK", "data_dir": "GLUEBOX_DATA_DIR"}
-"""Environment variables that replace a default (the Docker image sets them to what it baked in)."""
-
-
-def given_train_values(args: argparse.Namespace) -> dict:
-    """The flag values the user set: the YAML file's, then the command line's on top."""
-    from gluebox.config import TrainConfig, load_yaml_config
-
-    values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
-    cli_values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    return values | cli_values
-
-
-def resolve_train_config(args: argparse.Namespace):
-    """Defaults, then GLUEBOX_* environment variables, then the YAML file, then the command line."""
-    from gluebox.config import TrainConfig
-
-    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
-    return TrainConfig(**(env_values | given_train_values(args)))
-
-
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from gluebox.recipe.train import train
+        from gluebox.commands.train import train_command
 
-        if args.resume is not None:
-            from gluebox.recipe.resume import prepare_resume
-
-            config, resume = prepare_resume(args.resume, given_train_values(args))
-            train(config, resume)
-            return 0
-        train(resolve_train_config(args))
-        return 0
+        return train_command(args)
     if args.command == "evaluate":
         from gluebox.commands.evaluate import evaluate
 

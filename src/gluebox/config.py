@@ -1,15 +1,30 @@
-"""Training configuration: one dataclass, one documented field per flag.
+"""Training configuration: one dataclass, one documented field per flag, and its layering.
 
 Defaults follow the course-project script that gluebox grows out of (see the README for
-the few that changed and why). Values come from three layers, later ones winning:
-the defaults here, a YAML file (``--config run.yaml``) and the command line.
+the few that changed and why). Values come in layers, later ones winning: the defaults
+here, ``GLUEBOX_*`` environment variables (:func:`environment_values`), a YAML file
+(``--config run.yaml``) and the command line (:func:`resolve`); a resumed run starts from
+its saved ``config.yaml`` instead, and takes only the flags that cannot change its results
+(:func:`resume_config`).
+
+Each flag's properties live on its field, so a new flag is one field:
+
+- ``help``, ``choices``, ``aliases``: its ``--help`` line and accepted spellings;
+- ``env``: an environment variable that replaces its default;
+- ``resumable``: it may take a new value on ``--resume`` (nothing it does touches the maths);
+- ``fixed_by_sweep``: a sweep sets it for each trial, so a sweep file may not;
+- ``parse``: how a text value becomes the typed value (e.g. ``2GB`` -> bytes). Values are
+  parsed once, when the config is made, whatever layer they came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +36,35 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 """Lightning strategies gluebox supports: one process per device, each with the whole model (DDP)."""
 
 
-def _arg(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field whose ``help`` text becomes the flag's ``--help`` line."""
-    return field(default=default, metadata={"help": help, **metadata})
+def _arg(default: Any, help: str, *, choices: tuple[str, ...] | None = None, aliases: tuple[str, ...] = (),
+         env: str | None = None, resumable: bool = False, fixed_by_sweep: bool = False,
+         parse: "Callable[[Any], Any] | None" = None) -> Any:
+    """A dataclass field with the flag's properties (see the module docstring)."""
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "aliases": aliases, "env": env, "resumable": resumable,
+        "fixed_by_sweep": fixed_by_sweep, "parse": parse,
+    })
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"2GB"`` -> 2_000_000_000; ``"1.5GiB"`` -> 1_610_612_736; a bare number is bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise GlueboxError(f"cannot read memory size '{text}'; write it like 2GB, 1500MB or 1.5GiB")
+    number, unit = match.groups()
+    unit = (unit or "").lower().rstrip("b")
+    return int(float(number) * _UNITS[unit])
+
+
+def parse_column(name: str | None) -> str | None:
+    """A column name; ``none`` (any case) means no column."""
+    return None if name is None or str(name).lower() == "none" else str(name)
 
 
 @dataclass
@@ -34,22 +75,26 @@ class TrainConfig:
     model_name_or_path: str = _arg(
         "distilbert-base-uncased",
         "Hugging Face model id or local directory that AutoModelForSequenceClassification loads.",
+        env="GLUEBOX_MODEL",
     )
     task_name: str = _arg(
         "mrpc",
         "GLUE task (or a name for your own data with --train_file).",
         choices=GLUE_TASK_NAMES,
+        env="GLUEBOX_TASK",
     )
     data_dir: str | None = _arg(
         None,
         "Folder of standard GLUE TSV files (train.tsv, dev.tsv, test.tsv). Default: the hub dataset nyu-mll/glue.",
+        env="GLUEBOX_DATA_DIR",
     )
     train_file: str | None = _arg(None, "Your own training data: a .csv, .tsv or .jsonl file.")
     validation_file: str | None = _arg(None, "Your own validation data (same format as --train_file).")
     test_file: str | None = _arg(None, "Your own unlabelled test data, for `gluebox predict`.")
     text_column: str = _arg("sentence1", "Column of the first text in --train_file data.")
     text_pair_column: str | None = _arg(
-        "sentence2", "Column of the second text in --train_file data; 'none' for single sentences."
+        "sentence2", "Column of the second text in --train_file data; 'none' for single sentences.",
+        parse=parse_column,
     )
     label_column: str = _arg("label", "Column of the label (or score) in --train_file data.")
     problem_type: str = _arg(
@@ -90,10 +135,11 @@ class TrainConfig:
         "Examples per forward/backward pass; gradients of a batch are accumulated over micro-batches. "
         "Default: the whole batch, or what --memory_budget allows.",
     )
-    memory_budget: str | None = _arg(
+    memory_budget: int | None = _arg(
         None,
         "Keep the run under this much memory, e.g. 2GB; gluebox picks the micro-batch size. "
         "Default: the container's memory limit when there is one.",
+        parse=parse_bytes,
     )
     num_threads: int | None = _arg(
         None, "Torch CPU threads. Default: the CPUs this process may use (the container's CPU quota included)."
@@ -103,17 +149,22 @@ class TrainConfig:
     output_dir: str | None = _arg(
         None,
         "Run directory. Default: $GLUEBOX_RUNS_DIR (or ./runs) / <task>-<model>-<time>.",
+        fixed_by_sweep=True,
     )
-    checkpoint_dir: str | None = _arg(None, "Where checkpoints go. Default: <output_dir>/checkpoints.")
+    checkpoint_dir: str | None = _arg(
+        None, "Where checkpoints go. Default: <output_dir>/checkpoints.", resumable=True, fixed_by_sweep=True
+    )
     checkpoint_every_minutes: float = _arg(
         5.0,
         "Save checkpoints/last.ckpt at least this often (minutes of wall time) during an epoch, so that an "
         "interrupted run loses at most that much work; 0 turns the timer off. It is also saved at every epoch end.",
+        resumable=True,
     )
     checkpoint_every_n_steps: int | None = _arg(
-        None, "Also save checkpoints/last.ckpt every N optimizer steps. Neither setting changes the results."
+        None, "Also save checkpoints/last.ckpt every N optimizer steps. Neither setting changes the results.",
+        resumable=True,
     )
-    overwrite: bool = _arg(False, "Replace an existing run directory (never needed with --resume).")
+    overwrite: bool = _arg(False, "Replace an existing run directory (never needed with --resume).", fixed_by_sweep=True)
 
     # Tracking.
     wandb_mode: str = _arg(
@@ -121,11 +172,12 @@ class TrainConfig:
         "auto: online when a W&B API key is configured, else offline (sync later with `wandb sync`). "
         "disabled: no W&B at all.",
         choices=("auto", "online", "offline", "disabled"),
+        resumable=True,
     )
-    wandb_project: str = _arg("gluebox", "W&B project.")
-    wandb_run_name: str | None = _arg(None, "W&B run name. Default: the run directory's name.")
-    log_model: bool = _arg(False, "Upload the best checkpoint to W&B as an artifact.")
-    progress_bar: bool = _arg(True, "Show a progress bar.")
+    wandb_project: str = _arg("gluebox", "W&B project.", resumable=True)
+    wandb_run_name: str | None = _arg(None, "W&B run name. Default: the run directory's name.", resumable=True)
+    log_model: bool = _arg(False, "Upload the best checkpoint to W&B as an artifact.", resumable=True)
+    progress_bar: bool = _arg(True, "Show a progress bar.", resumable=True)
 
     # Hardware.
     accelerator: str = _arg("auto", "cpu, gpu, mps or auto.")
@@ -133,14 +185,25 @@ class TrainConfig:
         1,
         "Processes (devices) per node. Above 1, Lightning runs one process per device and averages "
         "gradients (DDP); under torchrun, set it to --nproc_per_node.",
+        fixed_by_sweep=True,
     )
-    num_nodes: int = _arg(1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).")
+    num_nodes: int = _arg(
+        1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).", fixed_by_sweep=True
+    )
     strategy: str = _arg(
         "auto",
         "Lightning strategy: auto (ddp when there is more than one process), ddp, ddp_spawn, "
         "ddp_find_unused_parameters_true.",
         choices=STRATEGIES,
+        fixed_by_sweep=True,
     )
+
+    def __post_init__(self) -> None:
+        """Parse text values of fields that have a parser (whichever layer they came from)."""
+        for f in dataclasses.fields(self):
+            parse = f.metadata.get("parse")
+            if parse is not None:
+                setattr(self, f.name, parse(getattr(self, f.name)) if getattr(self, f.name) is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,8 +233,6 @@ class TrainConfig:
             raise GlueboxError(f"--checkpoint_every_minutes must be 0 or more, got {self.checkpoint_every_minutes}")
         if self.gradient_clip_val < 0:
             raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
-        if self.memory_budget is not None:
-            parse_bytes(self.memory_budget)
         if self.strategy not in STRATEGIES:
             raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.train_batch_size < self.processes:
@@ -184,8 +245,6 @@ class TrainConfig:
                 f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
                 "or give your own data with --train_file"
             )
-        if self.text_pair_column is not None and self.text_pair_column.lower() == "none":
-            self.text_pair_column = None
         return self
 
     @property
@@ -196,20 +255,6 @@ class TrainConfig:
     @property
     def uses_custom_files(self) -> bool:
         return self.train_file is not None or self.validation_file is not None
-
-
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """``"2GB"`` -> 2_000_000_000; ``"1.5GiB"`` -> 1_610_612_736; a bare number is bytes."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise GlueboxError(f"cannot read memory size '{text}'; write it like 2GB, 1500MB or 1.5GiB")
-    number, unit = match.groups()
-    unit = (unit or "").lower().rstrip("b")
-    return int(float(number) * _UNITS[unit])
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -258,26 +303,93 @@ def config_values(data: dict[str, Any], source: str) -> dict[str, Any]:
     return values
 
 
+def value_type(f: dataclasses.Field) -> type:
+    """The type a field's value has once parsed: bool, int, float or str (``X | None`` gives X)."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return kinds[0]
+
+
+def text_flag(f: dataclasses.Field) -> bool:
+    """True for fields given as text and parsed (``--memory_budget 2GB``)."""
+    return f.metadata.get("parse") is not None
+
+
 def coerce_value(f: dataclasses.Field, value: Any, source: str) -> Any:
-    """Check a YAML value against the field's type, allowing ints for floats."""
+    """Check a YAML value against the field's type: ints and numeric text pass for floats (YAML
+    reads ``3e-4`` as text); parsed fields take text or numbers."""
     if value is None:
         return None
-    kind = str(f.type)
+    kind = value_type(f)
+    if text_flag(f) and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return value
     try:
-        if kind.startswith("bool"):
-            if not isinstance(value, bool):
+        if kind is bool or kind is int:
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, int):
                 raise TypeError
             return value
-        if kind.startswith("int"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError
-            return value
-        if kind.startswith("float"):
+        if kind is float:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
         return str(value)
     except (TypeError, ValueError):
+        raise GlueboxError(f"{source}: '{f.name}' must be {kind.__name__}, got {value!r}") from None
+
+
+def names_where(prop: str) -> frozenset[str]:
+    """The fields whose metadata sets ``prop`` (``resumable``, ``fixed_by_sweep``)."""
+    return frozenset(f.name for f in config_fields() if f.metadata.get(prop))
+
+
+def environment_values(environ: "typing.Mapping[str, str] | None" = None) -> dict[str, Any]:
+    """Defaults replaced by ``GLUEBOX_*`` variables (the Docker image sets them to what it baked in)."""
+    environ = os.environ if environ is None else environ
+    return {f.name: environ[f.metadata["env"]] for f in config_fields()
+            if f.metadata.get("env") and environ.get(f.metadata["env"])}
+
+
+def given_values(yaml_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """What the user set: the YAML file's values, then the command line's on top."""
+    return (load_yaml_config(yaml_path) if yaml_path else {}) | flags
+
+
+def resolve(given: dict[str, Any]) -> TrainConfig:
+    """A new run's config: defaults, then the environment, then what the user set."""
+    return TrainConfig(**(environment_values() | given))
+
+
+def resume_config(saved: dict[str, Any], given: dict[str, Any], run_path: Path) -> TrainConfig:
+    """A resumed run's config: its saved ``config.yaml``, with only the ``resumable`` flags of ``given``.
+
+    Any other flag is refused in one line if it would change the run; values are compared as
+    the run saved them, after the same parsing (``--text_pair_column none`` is saved as no
+    column). ``--overwrite`` and ``--output_dir`` make no sense with a resume.
+    """
+    known = {f.name for f in config_fields()}
+    unknown = sorted(set(saved) - known)
+    if unknown:
         raise GlueboxError(
-            f"{source}: '{f.name}' must be {kind.split(' ')[0]}, got {value!r}"
-        ) from None
+            f"cannot resume {run_path}: config.yaml has settings this gluebox does not know ({', '.join(unknown)})"
+        )
+    if given.get("overwrite"):
+        raise GlueboxError("--resume continues a run and --overwrite replaces one; use one of them")
+    if given.get("output_dir") is not None and Path(given["output_dir"]).resolve() != Path(run_path).resolve():
+        raise GlueboxError(
+            f"--resume continues {run_path} in place; drop --output_dir (copy the folder first to keep the original)"
+        )
+    resumable = names_where("resumable")
+    maths = {name: value for name, value in given.items() if name not in resumable | {"overwrite", "output_dir"}}
+    original = TrainConfig(**saved)
+    candidate = TrainConfig(**(saved | maths)).validate()
+    for name, value in maths.items():
+        if getattr(candidate, name) != getattr(original, name):
+            had = saved.get(name) if saved.get(name) is not None else "the default"
+            raise GlueboxError(
+                f"--resume continues {run_path} with the settings in its config.yaml; --{name} {value} would change "
+                f"the run (it has {had}); drop the flag, or start a new run to change it"
+            )
+    config = TrainConfig(**(saved | {name: given[name] for name in resumable & set(given)}))
+    config.overwrite = False
+    config.output_dir = str(run_path)
+    return config

@@ -10,10 +10,8 @@ from gluebox.errors import GlueboxError
 
 def evaluate(path: str, split: str | None = None, file: str | None = None, data_dir: str | None = None,
              output: str | None = None, batch_size: int | None = None) -> dict:
-    from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
-    from gluebox.recipe.evaluation import load_run, loader, trainer
-    from gluebox.training.classifier import GlueClassifier
+    from gluebox.recipe.evaluation import load_run, score
 
     loaded = load_run(path)
     config, task = loaded.config, loaded.task
@@ -28,12 +26,7 @@ def evaluate(path: str, split: str | None = None, file: str | None = None, data_
         splits = {name: load_split(config, task, name) for name in names}
     results: dict[str, dict] = {}
     for name, examples in splits.items():
-        encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
-        module = GlueClassifier(loaded.model, task, [name])
-        trainer(config).validate(module, dataloaders=loader(loaded, encoded, batch_size), verbose=False)
-        metrics = {k.split("/", 1)[1]: v for k, v in module.last_validation.items()}
-        metrics["examples"] = len(examples)
-        results[name] = metrics
+        metrics = results[name] = score(loaded, examples, name, batch_size)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         print(f"{name}: {shown} ({len(examples)} examples, weights {loaded.weights})", flush=True)
     if output is not None:

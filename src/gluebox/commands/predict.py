@@ -26,12 +26,8 @@ def format_predictions(ids: list[str], values: list, fmt: str) -> str:
 
 def predict(path: str, output: str, split: str | None = None, file: str | None = None, data_dir: str | None = None,
             task_name: str | None = None, batch_size: int | None = None) -> Path:
-    import torch
-
-    from gluebox.data.encoding import encode
     from gluebox.data.sources import load_split
-    from gluebox.recipe.evaluation import load_run, loader, trainer
-    from gluebox.training.classifier import GlueClassifier
+    from gluebox.recipe.evaluation import load_run, predictions
     from gluebox.tasks import GLUE_TASKS
 
     fmt = FORMATS.get(Path(output).suffix.lower())
@@ -51,14 +47,7 @@ def predict(path: str, output: str, split: str | None = None, file: str | None =
         config.task_name = task_name
     split = split or data_task.test_splits[0]
     examples = load_split(config, data_task, split if file is None else "test", file=file)
-    encoded = encode(examples, loaded.tokenizer, config.max_seq_length, task.is_regression)
-    module = GlueClassifier(loaded.model, task, [])
-    batches = trainer(config).predict(module, dataloaders=loader(loaded, encoded, batch_size))
-    values = torch.cat(batches).tolist() if batches else []
-    if task.is_regression:
-        values = [round(float(v), 6) for v in values]
-    else:
-        values = [task.labels[int(v)] for v in values]
+    values = predictions(loaded, examples, batch_size)
     target = Path(output)
     atomic_write_text(target, format_predictions(examples.ids, values, fmt))
     print(f"wrote {len(values)} predictions to {target}", flush=True)

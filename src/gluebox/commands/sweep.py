@@ -89,7 +89,7 @@ def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = 
     """Run the sweep and write its reports; returns the sweep's folder."""
     import yaml
 
-    from gluebox.cli import ENV_DEFAULTS
+    from gluebox.config import environment_values
     from gluebox.sweep.trial import STOPPED_BY_SCHEDULER, STOPPED_BY_TUNE, run_trial
 
     started = time.time()
@@ -98,8 +98,7 @@ def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = 
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not overwrite:
         raise GlueboxError(f"sweep folder {sweep_dir} already exists; pass --overwrite or choose another --output_dir")
     check_writable(sweep_dir)
-    env_values = {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
-    base = env_values | spec.base
+    base = environment_values() | spec.base
     trials_dir = sweep_dir / TRIALS
 
     # Every trial's configuration, drawn and checked before Ray starts.

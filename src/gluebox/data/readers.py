@@ -17,8 +17,6 @@ from gluebox.errors import GlueboxError
 Row = dict[str, str]
 """One record: column name to raw text. ``__line__`` holds its line number in the file."""
 
-FORMATS = ("tsv", "csv", "jsonl")
-
 
 def detect_format(path: str | Path) -> str:
     """The format of a data file, from its extension."""

@@ -1,4 +1,4 @@
-"""Load a finished run (or one of its checkpoints) back for evaluation and prediction."""
+"""Evaluate and predict with a finished run (or one of its checkpoints): load it, score, predict."""
 
 from __future__ import annotations
 
@@ -52,17 +52,45 @@ def load_run(path: str) -> LoadedRun:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     weights = str(model_dir)
     if checkpoint is not None:
-        import torch
+        from gluebox.training.checkpoints import load_weights
 
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-        model_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        model.load_state_dict(model_state)
+        load_weights(model, checkpoint)
         weights = str(checkpoint)
     model.eval()
     return LoadedRun(run, config, task, tokenizer, model, weights)
 
 
-def loader(loaded: LoadedRun, encoded, batch_size: int | None):
+def score(loaded: LoadedRun, examples, split: str, batch_size: int | None) -> dict:
+    """The task's metrics and loss of the run's model on labelled ``examples`` (``examples`` counted too)."""
+    from gluebox.data.encoding import encode
+    from gluebox.training.classifier import GlueClassifier
+
+    encoded = encode(examples, loaded.tokenizer, loaded.config.max_seq_length, loaded.task.is_regression)
+    module = GlueClassifier(loaded.model, loaded.task, [split])
+    _trainer(loaded.config).validate(module, dataloaders=_loader(loaded, encoded, batch_size), verbose=False)
+    metrics = {k.split("/", 1)[1]: v for k, v in module.last_validation.items()}
+    metrics["examples"] = len(examples)
+    return metrics
+
+
+def predictions(loaded: LoadedRun, examples, batch_size: int | None) -> list:
+    """The run's model's prediction for each example: a label name, or a score for regression."""
+    import torch
+
+    from gluebox.data.encoding import encode
+    from gluebox.training.classifier import GlueClassifier
+
+    task = loaded.task
+    encoded = encode(examples, loaded.tokenizer, loaded.config.max_seq_length, task.is_regression)
+    batches = _trainer(loaded.config).predict(GlueClassifier(loaded.model, task, []),
+                                              dataloaders=_loader(loaded, encoded, batch_size))
+    values = torch.cat(batches).tolist() if batches else []
+    if task.is_regression:
+        return [round(float(v), 6) for v in values]
+    return [task.labels[int(v)] for v in values]
+
+
+def _loader(loaded: LoadedRun, encoded, batch_size: int | None):
     from torch.utils.data import DataLoader
 
     from gluebox.data.batching import Collator
@@ -71,7 +99,7 @@ def loader(loaded: LoadedRun, encoded, batch_size: int | None):
     return DataLoader(encoded, batch_size=batch_size or loaded.config.eval_batch_size, collate_fn=Collator(encoded, pad_id, None))
 
 
-def trainer(config: TrainConfig):
+def _trainer(config: TrainConfig):
     import lightning as L
 
     from gluebox.training.hardware import configure_threads

@@ -30,9 +30,10 @@ SUMMARY = "summary.json"
 STATUS = "status.json"
 MEMORY_PLAN = "memory_plan.json"
 BEST_MODEL = "best_model"
-CHECKPOINTS = "checkpoints"
 STEPS = "steps"
-"""Lightning's CSVLogger writes every optimizer step's loss, throughput and memory here."""
+"""``steps/metrics.csv``: every optimizer step's loss, learning rate, throughput and memory
+(written by :class:`gluebox.training.recorders.StepRecorder`). Checkpoints have their own
+module, :mod:`gluebox.training.checkpoints`."""
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -133,16 +134,6 @@ def check_writable(path: Path) -> None:
         raise GlueboxError(f"cannot write to {probe}; choose a writable --output_dir")
 
 
-def check_checkpoint_dir(checkpoint_dir: str | Path) -> None:
-    """A ``--checkpoint_dir`` must not hold another run's checkpoints (they would be replaced)."""
-    taken = [name for name in ("last.ckpt", "best.ckpt") if (Path(checkpoint_dir) / name).exists()]
-    if taken:
-        raise GlueboxError(
-            f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
-            "choose another --checkpoint_dir or pass --overwrite"
-        )
-
-
 class RunDirectory:
     """One run's folder and the files in it."""
 
@@ -153,7 +144,7 @@ class RunDirectory:
         return self.path / name
 
     @classmethod
-    def check_new(cls, path: str | Path, overwrite: bool, checkpoint_dir: str | Path | None = None) -> "RunDirectory":
+    def check_new(cls, path: str | Path, overwrite: bool) -> "RunDirectory":
         """Check, without touching anything, that a new run may be written at ``path``.
 
         ``--overwrite`` replaces only what gluebox wrote: a folder that is not a run
@@ -171,8 +162,6 @@ class RunDirectory:
                     f"--output_dir {run.path} holds something that is not a gluebox run; --overwrite only "
                     "replaces run directories, so choose another --output_dir"
                 )
-        if checkpoint_dir is not None and not overwrite:
-            check_checkpoint_dir(checkpoint_dir)
         check_writable(run.path)
         return run
 
@@ -216,11 +205,6 @@ class RunDirectory:
 
     def status(self) -> dict | None:
         return _read_json(self.file(STATUS))
-
-    @property
-    def is_complete(self) -> bool:
-        status = self.status()
-        return bool(status and status.get("status") == "complete" and self.file(SUMMARY).exists())
 
     def write_json(self, name: str, data: Any) -> None:
         atomic_write_json(self.file(name), data)

@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gluebox.config import TrainConfig, coerce_value, config_fields, config_values, read_yaml_mapping
+from gluebox.config import TrainConfig, coerce_value, config_fields, config_values, names_where, read_yaml_mapping
 from gluebox.errors import GlueboxError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 SCHEDULERS = ("fifo", "asha")
 PATH_FIELDS = ("data_dir", "train_file", "validation_file", "test_file", "model_name_or_path")
 """Train config fields that may name local paths; made absolute, since trials run elsewhere."""
-FIXED_BY_SWEEP = ("output_dir", "checkpoint_dir", "overwrite", "devices", "num_nodes", "strategy")
-"""Fields a sweep sets itself (each trial is one process writing its own run directory)."""
+FIXED_BY_SWEEP = names_where("fixed_by_sweep")
+"""Flags the sweep sets for each trial (marked ``fixed_by_sweep`` in :mod:`gluebox.config`)."""
 SIGNIFICANT_DIGITS = 4
 """Sampled floats are rounded to this many significant digits, so that configs read well."""
 

@@ -1,4 +1,11 @@
-"""Checkpoints: how they are written, what they hold, and when ``last.ckpt`` is saved.
+"""Every checkpoint fact: names and folder, atomic IO, when ``last`` and ``best`` are saved,
+what a checkpoint holds, and how its weights are loaded back for evaluate and predict.
+
+Two files, in ``--checkpoint_dir`` (default ``RUN/checkpoints``):
+
+- ``last.ckpt``: everything ``--resume`` needs;
+- ``best.ckpt``: the weights of the epoch with the best main metric so far (``best_model/``,
+  the Hugging Face export, is written at the same moment).
 
 When ``last.ckpt`` is saved:
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,8 +35,49 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from gluebox.errors import GlueboxError, RunInterrupted
 from gluebox.training.pause import Pause
-from gluebox.runs.directory import atomic_write, disk_full_is_an_error
+from gluebox.runs.directory import BEST_MODEL, RunDirectory, atomic_write, disk_full_is_an_error
+from gluebox.training.export import export_hf_model
 from gluebox.training.signals import StopRequest
+
+FOLDER = "checkpoints"
+"""The default checkpoint folder inside a run directory."""
+LAST = "last.ckpt"
+BEST = "best.ckpt"
+
+
+def checkpoint_folder(run_path: str | Path, checkpoint_dir: str | None) -> Path:
+    """Where a run's checkpoints go: ``--checkpoint_dir``, else ``RUN/checkpoints``."""
+    return Path(checkpoint_dir) if checkpoint_dir else Path(run_path) / FOLDER
+
+
+def check_checkpoint_dir(checkpoint_dir: str | Path) -> None:
+    """A ``--checkpoint_dir`` must not hold another run's checkpoints (they would be replaced)."""
+    taken = [name for name in (LAST, BEST) if (Path(checkpoint_dir) / name).exists()]
+    if taken:
+        raise GlueboxError(
+            f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
+            "choose another --checkpoint_dir or pass --overwrite"
+        )
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint was taken at."""
+    return read_checkpoint(path)["global_step"]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents (tensors on the CPU); a missing or unreadable file is one line."""
+    return AtomicCheckpointIO().load_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Put a checkpoint's model weights (``last`` or ``best``) into a Hugging Face ``model``.
+
+    Lightning keeps the classifier's weights under ``state_dict`` with the ``model.`` prefix of
+    :class:`~gluebox.training.classifier.GlueClassifier`'s attribute.
+    """
+    state = read_checkpoint(path)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -164,15 +213,25 @@ class RandomState(L.Callback):
         random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
 
 
-class LastCheckpoint(Checkpoint):
-    """Keeps ``last.ckpt`` fresh and turns a stop signal into a checkpoint and :class:`RunInterrupted`.
+class Checkpoints(Checkpoint):
+    """Keeps ``last.ckpt`` fresh, saves ``best.ckpt`` and ``best_model/`` at each new best, and
+    turns a stop signal into a checkpoint and :class:`RunInterrupted`.
 
-    It is a :class:`Checkpoint` so that Lightning runs it after the other callbacks: the
-    recorders have written the batch's or epoch's rows when it saves.
+    It is a :class:`Checkpoint` so that Lightning runs it after the other callbacks (the one
+    workaround it needs: Lightning has no other way to order callbacks): the recorders have
+    written the batch's or epoch's rows when it saves. The best value so far is kept in
+    ``last.ckpt``, so a resumed run (even one whose folder was moved) only replaces the best
+    checkpoint and model with a better epoch.
     """
 
-    def __init__(self, path: Path, every_n_steps: int | None, every_minutes: float | None, stop: StopRequest):
-        self.path = Path(path)
+    def __init__(self, folder: Path, run: RunDirectory, tokenizer, monitor: str,
+                 every_n_steps: int | None, every_minutes: float | None, stop: StopRequest):
+        self.folder = Path(folder)
+        self.path = self.folder / LAST
+        self.run = run
+        self.tokenizer = tokenizer
+        self.monitor = monitor
+        self.best: float | None = None
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_minutes * 60 if every_minutes else None
         self.stop = stop
@@ -199,6 +258,7 @@ class LastCheckpoint(Checkpoint):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
+        self._save_if_best(trainer, pl_module)
         self.save(trainer)
         if self._any_process(trainer, self.stop.requested) and trainer.current_epoch + 1 < trainer.max_epochs:
             self._stop(trainer)
@@ -214,6 +274,21 @@ class LastCheckpoint(Checkpoint):
         if self.every_n_steps and trainer.global_step - self._saved_step >= self.every_n_steps:
             return True
         return bool(self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
+
+    def _save_if_best(self, trainer, pl_module) -> None:
+        value = pl_module.last_validation.get(self.monitor)
+        if value is None or (self.best is not None and not value > self.best):
+            return
+        trainer.save_checkpoint(self.folder / BEST, weights_only=True)  # every process takes part; rank 0 writes
+        if trainer.is_global_zero:
+            export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
+        self.best = value
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict.get("best")
 
     def save(self, trainer) -> None:
         trainer.save_checkpoint(self.path)

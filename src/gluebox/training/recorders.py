@@ -1,4 +1,4 @@
-"""Lightning callbacks that write the run directory and report throughput and memory.
+"""Lightning callbacks that write the run directory's per-step and per-epoch files.
 
 Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
 to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import torch
 from gluebox import resources
 from gluebox.training.distributed import rank_seed
 from gluebox.errors import GlueboxError
-from gluebox.runs.directory import BEST_MODEL, STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
+from gluebox.runs.directory import STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
 
 
 class StepRecorder(L.Callback):
@@ -205,65 +203,6 @@ class EpochRecorder(L.Callback):
         self.records = self.run.keep_metrics(count) if self.writes else self.run.metrics()[:count]
         self._seconds_before = float(state_dict.get("epoch_seconds", 0.0))
         self._tokens = int(state_dict.get("epoch_tokens", 0))
-
-
-class BestModelExporter(L.Callback):
-    """Whenever the main metric reaches a new best: ``best.ckpt`` (weights only) and ``best_model/``
-    (Hugging Face format with the tokenizer).
-
-    The best value so far is kept in ``last.ckpt``, so a resumed run (even one whose folder
-    was moved) only replaces them with a better epoch.
-    """
-
-    def __init__(self, run: RunDirectory, tokenizer, monitor: str, checkpoint: Path):
-        self.run = run
-        self.tokenizer = tokenizer
-        self.monitor = monitor
-        self.checkpoint = Path(checkpoint)
-        self.best: float | None = None
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        value = pl_module.last_validation.get(self.monitor)
-        if value is None or (self.best is not None and not value > self.best):
-            return
-        trainer.save_checkpoint(self.checkpoint, weights_only=True)  # every process takes part; rank 0 writes
-        if trainer.is_global_zero:
-            export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
-        self.best = value
-
-    def state_dict(self) -> dict:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best = state_dict.get("best")
-
-
-def export_hf_model(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames.
-
-    A full disk is a one-line error and leaves the previous export in place.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        with disk_full_is_an_error(target, "the previous best model is kept"):
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            for file in tmp.rglob("*"):
-                if file.is_file():
-                    with open(file, "rb") as handle:
-                        os.fsync(handle.fileno())
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        fsync_folder(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class DistributedRun(L.Callback):

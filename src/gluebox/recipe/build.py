@@ -1,0 +1,116 @@
+"""Build a run's parts from its config: data, model, memory plan, loaders and training module.
+
+One function, :func:`build`, used by ``gluebox train`` (new and resumed runs), sweep trials
+and the benchmark, so that they all train the same thing. It reads and tokenizes every split
+before anything is written, so bad rows fail first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gluebox.config import TrainConfig
+from gluebox.errors import GlueboxError
+
+if TYPE_CHECKING:
+    from gluebox.recipe.resume import Resume
+
+
+@dataclass
+class Recipe:
+    """Everything a run trains with, ready for a Lightning Trainer."""
+
+    config: TrainConfig
+    task: Any
+    tokenizer: Any
+    encoded: dict[str, Any]
+    """Every split, tokenized once: ``train`` and the task's validation splits."""
+    model: Any
+    plan: Any
+    """The :class:`~gluebox.training.memory.MemoryPlan`: micro-batches that fit the budget."""
+    batch_sampler: Any
+    """The seeded, length-grouped order of training batches (its epoch and place are checkpointed)."""
+    train_collator: Any
+    train_loader: Any
+    val_loaders: list
+    module: Any
+    threads: int
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picks the best epoch: the first validation split's main metric."""
+        return f"{self.task.validation_splits[0]}/{self.task.main_metric}"
+
+
+def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
+    """The parts of a run; a resumed run keeps its task, thread count and memory plan."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
+    from gluebox.data.encoding import encode
+    from gluebox.data.sharding import ShardSampler
+    from gluebox.data.sources import load_split, resolve_task
+    from gluebox.training import memory
+    from gluebox.training.classifier import GlueClassifier, OptimConfig
+    from gluebox.training.distributed import threads_per_process
+    from gluebox.training.hardware import configure_threads
+    from gluebox.training.pretrained import check_tokenizer_fits, load_model, load_tokenizer
+
+    threads = configure_threads(resume.threads if resume is not None
+                                else threads_per_process(config.num_threads, config.devices))
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    task = resolve_task(config)
+    if resume is not None and task.to_dict() != resume.task:
+        raise GlueboxError(f"cannot resume {resume.run.path}: its data now gives other labels or columns than task.json says")
+    tokenizer = load_tokenizer(config.model_name_or_path)
+    examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
+    for split in task.validation_splits:
+        examples[split] = load_split(config, task, split).head(config.max_eval_samples)
+    encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
+
+    # The model, with the task's head and our dropout rate, in train mode (its new head draws from the seeded generator).
+    model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
+    check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
+    if resume is None:
+        longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
+        plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
+                           sum(p.numel() for p in model.parameters()), model.config, longest)
+        if plan.over_budget:
+            memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
+    else:
+        plan = resume.memory_plan
+        budget, source = memory.available_budget(config.memory_budget)
+        memory.refuse_if_over(plan.estimated_peak_bytes, budget, source, resumed=True)
+    if plan.returns_freed_memory:
+        from gluebox.training.allocator import return_freed_memory_to_os
+
+        return_freed_memory_to_os()
+
+    # Every process sees the same global batches and takes its share of each (TrainCollator);
+    # validation is sharded into whole batches without padding (ShardSampler).
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_to = config.max_seq_length if config.padding == "max_length" else None
+    train_split = encoded["train"]
+    batch_sampler = TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length)
+    train_collator = TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
+    train_loader = DataLoader(
+        train_split, batch_sampler=batch_sampler, collate_fn=train_collator,
+        # Its own generator (only used to seed workers): making an iterator then draws nothing from the
+        # global generator that dropout uses, so a checkpoint's random state is the next step's.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    val_loaders = [
+        DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s]), config.eval_batch_size),
+                   collate_fn=Collator(encoded[s], pad_id, pad_to))
+        for s in task.validation_splits
+    ]
+    module = GlueClassifier(
+        model, task, list(task.validation_splits),
+        OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
+    )
+    return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
+                  val_loaders, module, threads)
