@@ -103,6 +103,37 @@ def stratified(batches: list[list[int]], sizes: list[int], count: int) -> list[l
     return [batches[order[int((k + 0.5) * len(batches) / count)]] for k in range(count)]
 
 
+class TakeTurns:
+    """A batch sampler that waits for the coordinator's "go" before handing out each batch.
+
+    A step runs from one hand-out to the next, so it covers collation, the step and
+    everything Lightning does between steps. The last batch only ends the step before
+    it (it runs, untimed)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.spans: list[tuple[float, float]] = []
+        """(start, end) of each step on the system-wide monotonic clock: its time, and proof
+        that the turns of different ways never overlap."""
+        self.system: list[float] = []
+        """System CPU seconds of each step (page faults show up here)."""
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        start = None
+        for batch in self.batches:
+            if start is not None:
+                self.spans.append((start, time.monotonic()))
+                self.system.append(os.times().system - system)
+            print(PROTOCOL + "ready", flush=True)
+            if sys.stdin.readline().strip() != "go":
+                return
+            start, system = time.monotonic(), os.times().system
+            yield batch
+
+
 def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
     import lightning as L
@@ -144,36 +175,6 @@ def worker(args) -> dict:
     chosen = set(map(tuple, timed))
     warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
     collate = TrainCollator(train, tokenizer.pad_token_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
-
-    class TakeTurns:
-        """A batch sampler that waits for the coordinator's "go" before handing out each batch.
-
-        A step runs from one hand-out to the next, so it covers collation, the step and
-        everything Lightning does between steps. The last batch only ends the step before
-        it (it runs, untimed)."""
-
-        def __init__(self, batches):
-            self.batches = batches
-            self.spans: list[tuple[float, float]] = []
-            """(start, end) of each step on the system-wide monotonic clock: its time, and proof
-            that the turns of different ways never overlap."""
-            self.system: list[float] = []
-            """System CPU seconds of each step (page faults show up here)."""
-
-        def __len__(self):
-            return len(self.batches)
-
-        def __iter__(self):
-            start = None
-            for batch in self.batches:
-                if start is not None:
-                    self.spans.append((start, time.monotonic()))
-                    self.system.append(os.times().system - system)
-                print(PROTOCOL + "ready", flush=True)
-                if sys.stdin.readline().strip() != "go":
-                    return
-                start, system = time.monotonic(), os.times().system
-                yield batch
 
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate)
