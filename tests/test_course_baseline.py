@@ -189,6 +189,17 @@ def test_prints_epoch_time_metrics_and_peak_rss(course_run):
     assert 0 <= line["accuracy"] <= 1 and 0 <= line["f1"] <= 1 and line["val_loss"] > 0
 
 
+def test_command_line_prints_json_lines(tiny_bert, mrpc, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["course_baseline.py", "--model", tiny_bert, "--data_dir", str(mrpc),
+                                      "--max_steps", "2", "--output_dir", str(tmp_path)])
+    course_baseline.main()
+    epoch, end = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert (epoch["epoch"], epoch["steps"]) == (0, 2)
+    assert (end["run"], end["steps"]) == ("end", 2)
+    assert end["peak_rss_mb"] >= epoch["peak_rss_mb"] > 100 and end["seconds"] > epoch["seconds"] > 0
+    assert len(list(tmp_path.rglob("*.ckpt"))) == 1
+
+
 def test_bench_course_script_way_takes_turns(tiny_bert, mrpc, tmp_path):
     from transformers import AutoTokenizer
 
