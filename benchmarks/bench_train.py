@@ -11,7 +11,9 @@ its own.
 The "course" way: every example padded to max_seq_length, plain shuffled batches of 32,
 no micro-batching (``gluebox train --padding max_length --no-group_by_length``). "gluebox":
 the defaults. "lean": the defaults with ``--memory_budget 1.8GB`` (long batches split into
-micro-batches).
+micro-batches). "course-script" (``--ways course-script,gluebox``): not gluebox at all but
+``benchmarks/course_baseline.py``, the course project's own training as its script ran it
+(plain AdamW, dense embedding gradients, dropout left off, Lightning's default Trainer).
 
 How it keeps the comparison fair on a shared machine whose speed drifts by tens of percent
 over minutes:
@@ -48,8 +50,10 @@ WAYS = {
     "course": {"padding": "max_length", "group_by_length": False},
     "gluebox": {"padding": "dynamic", "group_by_length": True},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
+    "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
 }
-"""course: the course project's batches. gluebox: the defaults. lean: the defaults under --memory_budget 1.8GB."""
+"""course: the course project's batches. gluebox: the defaults. lean: the defaults under --memory_budget 1.8GB.
+course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training."""
 
 PEAK_SIZES = (2048, 3072, 4096)
 """Square ``torch.mm`` sizes for the matmul peak (on 2 cores one size alone can understate it)."""
@@ -103,8 +107,41 @@ def stratified(batches: list[list[int]], sizes: list[int], count: int) -> list[l
     return [batches[order[int((k + 0.5) * len(batches) / count)]] for k in range(count)]
 
 
+class TakeTurns:
+    """A batch sampler that waits for the coordinator's "go" before handing out each batch.
+
+    A step runs from one hand-out to the next, so it covers collation, the step and
+    everything Lightning does between steps. The last batch only ends the step before
+    it (it runs, untimed)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.spans: list[tuple[float, float]] = []
+        """(start, end) of each step on the system-wide monotonic clock: its time, and proof
+        that the turns of different ways never overlap."""
+        self.system: list[float] = []
+        """System CPU seconds of each step (page faults show up here)."""
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        start = None
+        for batch in self.batches:
+            if start is not None:
+                self.spans.append((start, time.monotonic()))
+                self.system.append(os.times().system - system)
+            print(PROTOCOL + "ready", flush=True)
+            if sys.stdin.readline().strip() != "go":
+                return
+            start, system = time.monotonic(), os.times().system
+            yield batch
+
+
 def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
+    if WAYS[args.way].get("program") == "course_baseline.py":
+        return course_script_worker(args)
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -127,36 +164,6 @@ def worker(args) -> dict:
     chosen = set(map(tuple, timed))
     warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
 
-    class TakeTurns:
-        """A batch sampler that waits for the coordinator's "go" before handing out each batch.
-
-        A step runs from one hand-out to the next, so it covers collation, the step and
-        everything Lightning does between steps. The last batch only ends the step before
-        it (it runs, untimed)."""
-
-        def __init__(self, batches):
-            self.batches = batches
-            self.spans: list[tuple[float, float]] = []
-            """(start, end) of each step on the system-wide monotonic clock: its time, and proof
-            that the turns of different ways never overlap."""
-            self.system: list[float] = []
-            """System CPU seconds of each step (page faults show up here)."""
-
-        def __len__(self):
-            return len(self.batches)
-
-        def __iter__(self):
-            start = None
-            for batch in self.batches:
-                if start is not None:
-                    self.spans.append((start, time.monotonic()))
-                    self.system.append(os.times().system - system)
-                print(PROTOCOL + "ready", flush=True)
-                if sys.stdin.readline().strip() != "go":
-                    return
-                start, system = time.monotonic(), os.times().system
-                yield batch
-
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=recipe.train_collator)
 
@@ -174,32 +181,93 @@ def worker(args) -> dict:
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, callbacks=[sizes], deterministic=True)
     trainer.fit(module, loader)
-    skip = len(warmup)
-    times = [end - start for start, end in sampler.spans[skip:]]
-    tokens = sizes.tokens[skip : skip + len(timed)]
-    seconds_per_step = statistics.mean(times)
-    useful_flops = 6 * non_embedding_params * sum(tokens)
     return {
         "way": args.way,
         "padding": config.padding,
         "group_by_length": config.group_by_length,
         "memory_budget": config.memory_budget,
         "threads": threads,
-        "timed_steps": len(times),
-        "batches_per_epoch": len(epoch),
+        **timing(sampler, sizes.tokens, sizes.padded, len(warmup), len(timed), len(epoch), non_embedding_params),
         "padded_tokens_per_epoch": sum(padded),
         "real_tokens_per_epoch": int(train.lengths.sum()),
-        "tokens_per_second": sum(tokens) / sum(times),
-        "padded_tokens_per_second": sum(sizes.padded[skip : skip + len(timed)]) / sum(times),
-        "seconds_per_step": seconds_per_step,
-        "seconds_per_epoch": seconds_per_step * len(epoch),
-        "system_seconds_per_step": statistics.mean(sampler.system[skip:]),
-        "useful_gflops": useful_flops / sum(times) / 1e9,
-        "non_embedding_parameters": non_embedding_params,
         "peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         "micro_batch_tokens": plan.micro_batch_tokens,
         "estimated_peak_mb": plan.estimated_peak_bytes / 2**20,
+    }
+
+
+def timing(sampler: TakeTurns, tokens: list[int], padded: list[int], skip: int, count: int, batches_per_epoch: int,
+           non_embedding_params: int) -> dict:
+    """The step-time fields of a way's result, from its timed steps (those after ``skip`` warmup
+    steps) and each step's real and padded tokens."""
+    times = [end - start for start, end in sampler.spans[skip:]]
+    tokens = tokens[skip : skip + count]
+    seconds_per_step = statistics.mean(times)
+    useful_flops = 6 * non_embedding_params * sum(tokens)
+    return {
+        "timed_steps": len(times),
+        "batches_per_epoch": batches_per_epoch,
+        "tokens_per_second": sum(tokens) / sum(times),
+        "padded_tokens_per_second": sum(padded[skip : skip + count]) / sum(times),
+        "seconds_per_step": seconds_per_step,
+        "seconds_per_epoch": seconds_per_step * batches_per_epoch,
+        "system_seconds_per_step": statistics.mean(sampler.system[skip:]),
+        "useful_gflops": useful_flops / sum(times) / 1e9,
+        "non_embedding_parameters": non_embedding_params,
         "step_spans": sampler.spans,
+    }
+
+
+def course_script_worker(args) -> dict:
+    """The "course-script" way: benchmarks/course_baseline.py trains as the course project's
+    script did (its data pipeline, LightningModule and Trainer settings, no gluebox), with its
+    shuffled batches of 32 handed out in turns like the other ways' and sampled the same way.
+
+    Its Trainer keeps the script's settings, so its peak RSS also covers the 2 sanity-check
+    validation batches before the first step and the checkpoint at the end (and, with
+    ``--steps 0``, the epoch's validation); none of those is inside a timed step."""
+    import lightning as L
+    import torch
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    import course_baseline
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        module, data, kwargs = course_baseline.build(args.model, args.data_dir, output_dir)
+        train = data.dataset["train"]
+        shuffled = RandomSampler(train, generator=torch.Generator().manual_seed(course_baseline.SEED))
+        epoch = list(BatchSampler(shuffled, course_baseline.TRAIN_BATCH_SIZE, drop_last=False))
+        padded = [len(b) * course_baseline.MAX_SEQ_LENGTH for b in epoch]
+        timed = stratified(epoch, padded, args.steps)
+        chosen = set(map(tuple, timed))
+        warmup = [b for b in epoch if tuple(b) not in chosen][: args.warmup]
+        sampler = TakeTurns(warmup + timed + [epoch[-1]])
+        data.batch_sampler = sampler
+
+        class BatchSizes(L.Callback):
+            def __init__(self):
+                self.tokens, self.padded = [], []
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                self.tokens.append(int(batch["attention_mask"].sum()))
+                self.padded.append(batch["input_ids"].numel())
+
+        sizes = BatchSizes()
+        L.Trainer(**kwargs | {"max_steps": len(sampler), "callbacks": [sizes]}).fit(module, datamodule=data)
+    embedding_params = sum(p.numel() for n, p in module.model.named_parameters() if "embeddings" in n)
+    return {
+        "way": args.way,
+        "padding": "max_length",
+        "group_by_length": False,
+        "memory_budget": None,
+        "threads": torch.get_num_threads(),
+        **timing(sampler, sizes.tokens, sizes.padded, len(warmup), len(timed), len(epoch),
+                 sum(p.numel() for p in module.model.parameters()) - embedding_params),
+        "padded_tokens_per_epoch": sum(padded),
+        "real_tokens_per_epoch": int(train.columns["attention_mask"].sum()),
+        "peak_rss_mb": course_baseline.peak_rss_mb(),
+        "micro_batch_tokens": None,
+        "estimated_peak_mb": None,
     }
 
 
@@ -288,18 +356,23 @@ def main() -> None:
     if "course" in by_way and "gluebox" in by_way:
         report["speedup"] = by_way["course"]["seconds_per_epoch"] / by_way["gluebox"]["seconds_per_epoch"]
         report["epoch_time_ratio"] = 1 / report["speedup"]
+    if "course-script" in by_way and "gluebox" in by_way:
+        report["speedup_over_course_script"] = (by_way["course-script"]["seconds_per_epoch"]
+                                                / by_way["gluebox"]["seconds_per_epoch"])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(f"CPU: {report['cpu_model']} ({report['cpus']} CPUs), fp32 matmul peak {peak_gflops:.1f} GFLOP/s")
-    header = (f"{'way':<8} {'tokens/s':>9} {'padded/s':>9} {'s/step':>7} {'s/epoch':>8} {'peak RSS MB':>12} "
+    header = (f"{'way':<13} {'tokens/s':>9} {'padded/s':>9} {'s/step':>7} {'s/epoch':>8} {'peak RSS MB':>12} "
               f"{'useful GFLOP/s':>15} {'of peak':>8}")
     print(header)
     for r in results:
-        print(f"{r['way']:<8} {r['tokens_per_second']:>9.0f} {r['padded_tokens_per_second']:>9.0f} {r['seconds_per_step']:>7.2f} "
+        print(f"{r['way']:<13} {r['tokens_per_second']:>9.0f} {r['padded_tokens_per_second']:>9.0f} {r['seconds_per_step']:>7.2f} "
               f"{r['seconds_per_epoch']:>8.0f} {r['peak_rss_mb']:>12.0f} {r['useful_gflops']:>15.1f} "
               f"{r['fraction_of_matmul_peak']:>8.0%}")
     if "speedup" in report:
         print(f"gluebox epoch time = {report['epoch_time_ratio']:.2f} x the course way ({report['speedup']:.2f}x faster)")
+    if "speedup_over_course_script" in report:
+        print(f"gluebox is {report['speedup_over_course_script']:.2f}x faster than the course script")
 
 
 if __name__ == "__main__":
