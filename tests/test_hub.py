@@ -92,6 +92,7 @@ def only_error_line(result: subprocess.CompletedProcess) -> None:
 def test_first_command_downloads_the_model_and_data_and_trains(hub, tmp_path):
     result = gluebox(FIRST_COMMAND, hub.env(tmp_path / "hf"), tmp_path)
 
+    hub.check()
     assert result.returncode == 0, result.stderr
     summary = completed_run(tmp_path)
     assert summary["status"] == "complete"
@@ -101,12 +102,12 @@ def test_first_command_downloads_the_model_and_data_and_trains(hub, tmp_path):
                  "mrpc/validation-00000-of-00001.parquet"):
         assert hub.fetched(name), f"{name} was not downloaded: " + "\n".join(hub.requests)
     assert not hub.fetched("rte/train-00000-of-00001.parquet")
-    hub.check()
 
 
 def test_cache_then_train_offline_with_the_hub_gone(hub, tmp_path):
     hf_home = tmp_path / "hf"
     cached = gluebox(CACHE_COMMAND, hub.env(hf_home), tmp_path)
+    hub.check()
     assert cached.returncode == 0, cached.stderr
     assert "data ready in the datasets cache: train 3668, validation 408, test 1725" in cached.stdout
     hub.stop()
@@ -134,6 +135,7 @@ def test_hub_failures_are_one_line_errors_and_leave_the_cache_usable(hub, hub_re
     hf_home = tmp_path / "hf"
     typo = gluebox(["train", "--task_name", "mrpc", "--model_name_or_path", "distilbert-base-uncasd", *QUICK],
                    hub.env(hf_home), tmp_path)
+    hub.check()
     line = error_line(typo)
     assert "'distilbert-base-uncasd'" in line and "no such model" in line
     assert len(typo.stderr.strip().splitlines()) == 1, typo.stderr
@@ -141,30 +143,32 @@ def test_hub_failures_are_one_line_errors_and_leave_the_cache_usable(hub, hub_re
     # cola is on the real hub; the stand-in's card lists only the configs it serves: here cola is one the hub lacks
     missing = gluebox(["train", "--task_name", "cola", "--model_name_or_path", MODEL, *QUICK], hub.env(hf_home),
                       tmp_path)
+    hub.check()
     line = error_line(missing)
     assert "nyu-mll/glue/cola" in line and "'cola' not found" in line
     assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 
     hub.go_away_during("model.safetensors")
     cut = gluebox(FIRST_COMMAND, hub.env(hf_home), tmp_path)
+    hub.check()
     assert hub.went_away.is_set()
     line = error_line(cut)
     assert f"'{MODEL}'" in line and "gluebox cache" in line
     assert not (tmp_path / "runs").exists()
-    hub.check()
 
     with HubStandIn(*hub_repos) as back:  # the command the error line names
         rerun = gluebox(CACHE_COMMAND, back.env(hf_home), tmp_path)
+        back.check()
         assert rerun.returncode == 0, rerun.stderr
         assert "data ready in the datasets cache: train 3668, validation 408, test 1725" in rerun.stdout
         assert back.fetched("model.safetensors")
         assert not back.fetched("config.json"), "the failed runs' downloads were not kept"
-        back.check()
     only_error_line(cut)
 
 
-def test_the_stand_in_refuses_and_records_what_it_does_not_understand(hub):
-    """The safety net of every test above: an unknown request is a 501 that names it, and fails check()."""
+def test_the_stand_in_refuses_and_records_what_it_does_not_understand(hub, tmp_path):
+    """The safety net of the tests above: an unknown request is a 501 that names it and fails
+    check(); through the proxy variables of env(), requests to any host reach the stand-in."""
     import urllib.error
     import urllib.request
 
@@ -173,6 +177,17 @@ def test_the_stand_in_refuses_and_records_what_it_does_not_understand(hub):
         direct.open(f"{hub.endpoint}/api/models/{MODEL}/something-new", timeout=30)
     assert refused.value.code == 501
     assert f"/api/models/{MODEL}/something-new" in refused.value.read().decode()
+
+    # huggingface_hub's own HTTP session, in a process with the stand-in's environment
+    client = ("from huggingface_hub.utils import get_session\n"
+              "print(get_session().get('http://elsewhere.invalid/new-api').status_code)\n"
+              "try:\n    get_session().get('https://huggingface.co/api/new-api')\n"
+              "except Exception as error:\n    print(type(error).__name__)\n")
+    result = subprocess.run([sys.executable, "-c", client], env=hub.env(tmp_path / "hf"), capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.split() == ["501", "ProxyError"], result.stderr
+    assert hub.not_understood == [f"GET {hub.endpoint}/api/models/{MODEL}/something-new",
+                                  "GET http://elsewhere.invalid/new-api", "CONNECT huggingface.co:443"]
     with pytest.raises(AssertionError, match="something-new"):
         hub.check()
     hub.not_understood.clear()
