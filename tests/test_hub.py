@@ -120,13 +120,6 @@ def test_cache_then_train_offline_with_the_hub_gone(hub, tmp_path):
     assert summary["train_examples"] == 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ExtraStderrLines,
-    reason="when the hub goes away mid-download, huggingface_hub's logger warns 'Error while downloading ...' / "
-           "'Trying to resume download...' on each of its 5 retries (11 lines) on stderr before gluebox's error "
-           "line: gluebox quiets the transformers logger, not huggingface_hub's",
-)
 def test_hub_failures_are_one_line_errors_and_leave_the_cache_usable(hub, hub_repos, tmp_path):
     """A model id the hub lacks, a config the dataset lacks, the hub going away halfway through
     model.safetensors: each is exit code 2 with one line on stderr; then, with the hub back,
