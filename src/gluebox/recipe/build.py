@@ -75,10 +75,14 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     # The model, with the task's head and our dropout rate, in train mode (its new head draws from the seeded generator).
     model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
     check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
+    if config.recompute:
+        from gluebox.training.lean import make_lean
+
+        make_lean(model)
     if resume is None:
         longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
-                           sum(p.numel() for p in model.parameters()), model.config, longest)
+                           sum(p.numel() for p in model.parameters()), model.config, longest, config.recompute)
         if plan.over_budget:
             memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
     else:

@@ -6,7 +6,10 @@ The estimate adds up what a training step holds at its peak:
 - weights, gradients and the two AdamW moments: 16 bytes per parameter in fp32;
 - activations saved for backward, per encoder layer, following Korthikanti et al. (2022)
   for fp32: ``tokens * hidden * (ACT_PER_HIDDEN + ACT_PER_HEAD_TOKEN * heads * seq / hidden)``
-  bytes, at the longest sequence of the training data.
+  bytes, at the longest sequence of the training data. With ``--recompute`` (the default,
+  :mod:`gluebox.training.lean`) the activation function's output is not kept
+  (``ACT_PER_HIDDEN_RECOMPUTED``) and the attention's square tensors exist for one layer at
+  a time, while the backward pass recomputes it.
 
 The constants were measured on DistilBERT-shaped models (see the README's memory section);
 the estimate is meant to err on the high side.
@@ -29,6 +32,8 @@ about 507 MiB + 12 bytes per parameter (weights and AdamW moments)."""
 BYTES_PER_PARAMETER = 16
 ACT_PER_HIDDEN = 76
 ACT_PER_HEAD_TOKEN = 12
+ACT_PER_HIDDEN_RECOMPUTED = ACT_PER_HIDDEN - 16
+"""Without the activation function's output (4 x hidden floats a token) kept for the backward pass."""
 SAFETY = 0.97
 """Plan to use at most this share of the budget.
 
@@ -51,6 +56,8 @@ class MemoryPlan:
     longest_sequence: int
     returns_freed_memory: bool = False
     """Whether freed memory is handed back to the OS at once (always under a budget)."""
+    recompute: bool = False
+    """Whether attention and activation outputs are recomputed in the backward pass (``--recompute``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,11 +105,16 @@ def _shape(model_config) -> tuple[int, int, int]:
     return hidden, layers, heads
 
 
-def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence_length: int) -> int:
+def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence_length: int,
+                        recompute: bool = False) -> int:
     """Peak RSS of a training step over ``tokens`` padded tokens in sequences of ``sequence_length``."""
     hidden, layers, heads = _shape(model_config)
-    per_layer = tokens * hidden * (ACT_PER_HIDDEN + ACT_PER_HEAD_TOKEN * heads * sequence_length / hidden)
-    return int(BASE_PROCESS_BYTES + BYTES_PER_PARAMETER * num_parameters + layers * per_layer)
+    attention = tokens * ACT_PER_HEAD_TOKEN * heads * sequence_length
+    if recompute:
+        activations = layers * tokens * hidden * ACT_PER_HIDDEN_RECOMPUTED + attention
+    else:
+        activations = layers * (tokens * hidden * ACT_PER_HIDDEN + attention)
+    return int(BASE_PROCESS_BYTES + BYTES_PER_PARAMETER * num_parameters + activations)
 
 
 def resolve_budget(memory_budget: str | None) -> tuple[int | None, str]:
@@ -182,6 +194,7 @@ def plan(
     num_parameters: int,
     model_config,
     longest_sequence: int,
+    recompute: bool = False,
 ) -> MemoryPlan:
     """Cap micro-batches by padded tokens so that the estimated peak fits the budget.
 
@@ -194,14 +207,14 @@ def plan(
         # No limit was set: plan for the memory free now, but only when whole batches would not fit it.
         free, free_source = available_budget(None)
         whole = (min(micro_batch_size, batch_size) if micro_batch_size else batch_size) * longest
-        if estimate_peak_bytes(num_parameters, model_config, whole, longest) > free * SAFETY:
+        if estimate_peak_bytes(num_parameters, model_config, whole, longest, recompute) > free * SAFETY:
             budget, source = free, free_source
     size = min(micro_batch_size, batch_size) if micro_batch_size else None
     full_tokens = (size or batch_size) * longest
     tokens = None
     if budget is not None:
         def fits(count: int) -> bool:
-            return estimate_peak_bytes(num_parameters, model_config, count, longest) <= budget * SAFETY
+            return estimate_peak_bytes(num_parameters, model_config, count, longest, recompute) <= budget * SAFETY
 
         if not fits(full_tokens):
             low, high = longest, full_tokens
@@ -216,7 +229,8 @@ def plan(
         micro_batch_tokens=tokens,
         budget_bytes=budget,
         budget_source=source,
-        estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, worst_tokens, longest),
+        estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, worst_tokens, longest, recompute),
         longest_sequence=longest,
         returns_freed_memory=budget is not None,
+        recompute=recompute,
     )

@@ -1,0 +1,133 @@
+"""Training with less memory and exactly the same maths: recompute what is cheap to recompute.
+
+Two parts of a transformer layer's saved activations are recomputed in the backward pass
+instead of kept from the forward pass, in every layer:
+
+- **Attention.** With dropout on, PyTorch's CPU attention cannot use its fused kernel: it
+  materializes the scores, the softmax output, the dropout noise and the dropped
+  probabilities (each batch x heads x length x length floats) and keeps three of them for
+  the backward pass. :func:`make_lean` runs the model's eager attention (the same
+  operations as ``sdpa`` runs then, bit for bit; a test checks it) under activation
+  checkpointing: the forward keeps only queries, keys and values, and the backward runs
+  it again with the random generator put back as it was, so the dropout masks are the
+  same ones. (``sdpa`` itself cannot be used there: under checkpointing it picks another
+  kernel, whose dropout draws other masks.) Without dropout, or outside training, the
+  model's own attention runs as before.
+- **The activation function's output** (GELU between the feed-forward layer's two linear
+  maps). The second linear map keeps its input, the activation's output, for its weight
+  gradient, while the activation itself keeps its own input. A saved-tensor hook keeps a
+  note instead ("the activation of that input") and recomputes it when the backward pass
+  needs it: an elementwise function, cheap, and bit for bit the same.
+
+Both recompute with the same operations on the same inputs, so a run with them is
+identical to one without (``gluebox compare``); tests check it bit for bit.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+RECOMPUTED = "gluebox_recomputed"
+
+
+def make_lean(model) -> None:
+    """Recompute ``model``'s attention and activation outputs in the backward pass (same maths)."""
+    _recompute_attention(model)
+    _recompute_activations(model)
+
+
+def _recompute_attention(model) -> None:
+    import sys
+
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    name = model.config._attn_implementation
+    eager = getattr(sys.modules[type(model).__module__], "eager_attention_forward", None)
+    if name not in ("sdpa", "eager") or eager is None:
+        return  # another attention (flash, flex, a model without an eager function): left as it is
+    inner = ALL_ATTENTION_FUNCTIONS.get_interface(name, eager)
+
+    def recomputed(module, query, key, value, attention_mask, **kwargs):
+        if not (module.training and torch.is_grad_enabled() and kwargs.get("dropout", 0.0) > 0):
+            return inner(module, query, key, value, attention_mask, **kwargs)
+
+        mask = attention_mask
+        if mask is not None and mask.dtype == torch.bool:  # sdpa's mask, as eager_mask turns it into floats
+            mask = torch.where(mask, torch.zeros((), device=mask.device, dtype=query.dtype),
+                               torch.finfo(query.dtype).min)
+
+        def attend(q, k, v):
+            return eager(module, q, k, v, mask, **kwargs)[0]
+
+        return checkpoint(attend, query, key, value, use_reentrant=False, preserve_rng_state=True), None
+
+    AttentionInterface.register(f"{RECOMPUTED}_{name}", recomputed)
+    AttentionMaskInterface.register(f"{RECOMPUTED}_{name}", ALL_MASK_ATTENTION_FUNCTIONS[name])
+    model.set_attn_implementation(f"{RECOMPUTED}_{name}")
+
+
+def _activation_modules(model) -> list[torch.nn.Module]:
+    from transformers import activations
+
+    kinds = tuple(v for v in vars(activations).values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
+                  and v.__module__ == activations.__name__)
+    return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+class ActivationNotes:
+    """Saved-tensor hooks that keep "activation of x" instead of an activation's output."""
+
+    def __init__(self):
+        self.outputs: dict[int, tuple[weakref.ref, torch.Tensor, torch.nn.Module]] = {}
+        """Storage address of each activation output of the current forward pass -> (output, input, module)."""
+
+    def remember(self, module, inputs, output) -> None:
+        if torch.is_grad_enabled() and module.training and output.requires_grad:
+            self.outputs[output.untyped_storage().data_ptr()] = (weakref.ref(output), inputs[0], module)
+
+    def pack(self, tensor: torch.Tensor):
+        entry = self.outputs.get(tensor.untyped_storage().data_ptr()) if tensor.layout == torch.strided else None
+        if entry is None or entry[0]() is None:
+            return tensor
+        output, source, module = entry[0](), entry[1], entry[2]
+        if output.untyped_storage().data_ptr() != tensor.untyped_storage().data_ptr():
+            return tensor
+        return (module, source.detach(), tensor.size(), tensor.stride(), tensor.storage_offset())
+
+    @staticmethod
+    def unpack(packed):
+        if isinstance(packed, torch.Tensor):
+            return packed
+        module, source, size, stride, offset = packed
+        with torch.no_grad():
+            return module(source).as_strided(size, stride, offset)
+
+    def clear(self) -> None:
+        self.outputs.clear()
+
+
+def _recompute_activations(model) -> None:
+    modules = _activation_modules(model)
+    if not modules:
+        return
+    notes = ActivationNotes()
+    for module in modules:
+        module.register_forward_hook(notes.remember)
+    contexts: list = []
+
+    def enter(_module, _args):
+        context = torch.autograd.graph.saved_tensors_hooks(notes.pack, notes.unpack)
+        context.__enter__()
+        contexts.append(context)
+
+    def leave(_module, _args, _output):
+        notes.clear()
+        contexts.pop().__exit__(None, None, None)
+
+    model.register_forward_pre_hook(enter)
+    model.register_forward_hook(leave, always_call=True)
