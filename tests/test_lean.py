@@ -36,7 +36,7 @@ def tiny(kind: str, attention: str, lean: bool):
     return model
 
 
-def train_steps(model, steps: int = 4):
+def train_steps(model, steps: int = 4, autocast: bool = False):
     """Losses and final weights of a few AdamW steps on padded random batches (dropout on)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(1)
@@ -47,7 +47,8 @@ def train_steps(model, steps: int = 4):
         mask = torch.ones(8, 20, dtype=torch.long)
         mask[:4, 13:] = 0
         labels = torch.randint(0, 2, (8,), generator=generator)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -57,9 +58,10 @@ def train_steps(model, steps: int = 4):
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_recompute_changes_no_bit(kind, attention):
-    plain_losses, plain_weights = train_steps(tiny(kind, attention, lean=False))
-    lean_losses, lean_weights = train_steps(tiny(kind, attention, lean=True))
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_recompute_changes_no_bit(kind, attention, autocast):
+    plain_losses, plain_weights = train_steps(tiny(kind, attention, lean=False), autocast=autocast)
+    lean_losses, lean_weights = train_steps(tiny(kind, attention, lean=True), autocast=autocast)
     assert lean_losses == plain_losses
     assert all(torch.equal(a, b) for a, b in zip(lean_weights, plain_weights))
 
@@ -129,3 +131,19 @@ def test_planner_fits_more_tokens_per_micro_batch_with_recompute():
     kept = plan(32, None, 2_000_000_000, 66_000_000, config, 128, recompute=False)
     recomputed = plan(32, None, 2_000_000_000, 66_000_000, config, 128, recompute=True)
     assert recomputed.micro_batch_tokens > kept.micro_batch_tokens
+
+
+def test_mixed_precision_trains_on_the_cpu_and_recompute_keeps_it_identical(tiny_bert, tmp_path, capsys):
+    """--precision bf16-mixed: its losses differ from float32's in the last digits, and --recompute
+    changes nothing in it either."""
+    data = write_mrpc(tmp_path / "mrpc")
+    runs = {}
+    for name, flags in {"fp32": (), "bf16": ("--precision", "bf16-mixed"),
+                        "bf16-kept": ("--precision", "bf16-mixed", "--no-recompute")}.items():
+        runs[name] = tmp_path / name
+        assert main(train_args(tiny_bert, runs[name], "--data_dir", str(data), "--train_batch_size", "8",
+                               "--epochs", "1", "--max_seq_length", "64", *flags)) == 0
+    capsys.readouterr()
+    assert main(["compare", str(runs["bf16"]), str(runs["bf16-kept"])]) == 0, capsys.readouterr().out
+    assert main(["compare", str(runs["bf16"]), str(runs["fp32"])]) == 1
+    assert "precision: bf16-mixed" in (runs["bf16"] / "config.yaml").read_text()

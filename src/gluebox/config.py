@@ -193,6 +193,13 @@ class TrainConfig:
         "gradients (DDP); under torchrun, set it to --nproc_per_node.",
         fixed_by_sweep=True,
     )
+    precision: str = _arg(
+        "32",
+        "Numeric precision of training: 32 (float32, the course project's), bf16-mixed (bfloat16 autocast: "
+        "GPUs from Ampere on, recent CPUs) or 16-mixed (float16 autocast with loss scaling: GPUs). "
+        "Mixed precision changes the results' last digits and is faster on GPUs.",
+        choices=("32", "bf16-mixed", "16-mixed"),
+    )
     num_nodes: int = _arg(
         1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).", fixed_by_sweep=True
     )

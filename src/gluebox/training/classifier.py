@@ -182,7 +182,8 @@ class GlueClassifier(L.LightningModule):
             parameter_groups(self.model, self.optim.weight_decay),
             lr=self.optim.learning_rate,
             eps=self.optim.adam_epsilon,
-            fused=fused_adamw_supported(self.device),
+            # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimizer.
+            fused=fused_adamw_supported(self.device) and self.trainer.precision == "32-true",
         )
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, self.optim.warmup_steps, total_steps)

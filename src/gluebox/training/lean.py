@@ -11,8 +11,9 @@ instead of kept from the forward pass, in every layer:
   checkpointing: the forward keeps only queries, keys and values, and the backward runs
   it again with the random generator put back as it was, so the dropout masks are the
   same ones. (``sdpa`` itself cannot be used there: under checkpointing it picks another
-  kernel, whose dropout draws other masks.) Without dropout, or outside training, the
-  model's own attention runs as before.
+  kernel, whose dropout draws other masks.) Without dropout, outside training, or under
+  mixed precision (where eager and ``sdpa`` round differently), the model's own attention
+  runs as before.
 - **The activation function's output** (GELU between the feed-forward layer's two linear
   maps). The second linear map keeps its input, the activation's output, for its weight
   gradient, while the activation itself keeps its own input. A saved-tensor hook keeps a
@@ -53,7 +54,8 @@ def _recompute_attention(model) -> None:
     inner = ALL_ATTENTION_FUNCTIONS.get_interface(name, eager)
 
     def recomputed(module, query, key, value, attention_mask, **kwargs):
-        if not (module.training and torch.is_grad_enabled() and kwargs.get("dropout", 0.0) > 0):
+        if (not (module.training and torch.is_grad_enabled() and kwargs.get("dropout", 0.0) > 0)
+                or torch.is_autocast_enabled(query.device.type)):  # under autocast eager and sdpa round differently
             return inner(module, query, key, value, attention_mask, **kwargs)
 
         mask = attention_mask
@@ -83,28 +85,32 @@ class ActivationNotes:
     """Saved-tensor hooks that keep "activation of x" instead of an activation's output."""
 
     def __init__(self):
-        self.outputs: dict[int, tuple[weakref.ref, torch.Tensor, torch.nn.Module]] = {}
-        """Storage address of each activation output of the current forward pass -> (output, input, module)."""
+        self.outputs: dict[int, tuple[weakref.ref, torch.Tensor, torch.nn.Module, dict]] = {}
+        """Storage address of each activation output of the current forward pass -> (output, input,
+        module, the autocast state it ran under)."""
 
     def remember(self, module, inputs, output) -> None:
         if torch.is_grad_enabled() and module.training and output.requires_grad:
-            self.outputs[output.untyped_storage().data_ptr()] = (weakref.ref(output), inputs[0], module)
+            device = inputs[0].device.type
+            autocast = {"device_type": device, "enabled": torch.is_autocast_enabled(device),
+                        "dtype": torch.get_autocast_dtype(device)}
+            self.outputs[output.untyped_storage().data_ptr()] = (weakref.ref(output), inputs[0], module, autocast)
 
     def pack(self, tensor: torch.Tensor):
         entry = self.outputs.get(tensor.untyped_storage().data_ptr()) if tensor.layout == torch.strided else None
         if entry is None or entry[0]() is None:
             return tensor
-        output, source, module = entry[0](), entry[1], entry[2]
+        output, source, module, autocast = entry[0](), entry[1], entry[2], entry[3]
         if output.untyped_storage().data_ptr() != tensor.untyped_storage().data_ptr():
             return tensor
-        return (module, source.detach(), tensor.size(), tensor.stride(), tensor.storage_offset())
+        return (module, source.detach(), autocast, tensor.size(), tensor.stride(), tensor.storage_offset())
 
     @staticmethod
     def unpack(packed):
         if isinstance(packed, torch.Tensor):
             return packed
-        module, source, size, stride, offset = packed
-        with torch.no_grad():
+        module, source, autocast, size, stride, offset = packed
+        with torch.no_grad(), torch.autocast(**autocast):
             return module(source).as_strided(size, stride, offset)
 
     def clear(self) -> None:

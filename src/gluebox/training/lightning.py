@@ -38,6 +38,7 @@ def make_trainer(config: TrainConfig, run: RunDirectory, recipe, checkpoints, lo
             num_nodes=config.num_nodes,
             strategy=config.strategy,
             max_epochs=config.epochs,
+            precision=config.precision,
             deterministic=True,
             logger=[logger] if logger is not None else False,
             callbacks=callbacks,
