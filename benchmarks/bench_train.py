@@ -49,10 +49,12 @@ from pathlib import Path
 WAYS = {
     "course": {"padding": "max_length", "group_by_length": False},
     "gluebox": {"padding": "dynamic", "group_by_length": True},
+    "gluebox-kept": {"padding": "dynamic", "group_by_length": True, "recompute": False},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
 }
-"""course: the course project's batches. gluebox: the defaults. lean: the defaults under --memory_budget 1.8GB.
+"""course: the course project's batches. gluebox: the defaults. gluebox-kept: the defaults with --no-recompute
+(activations kept for the backward pass, as before --recompute). lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training."""
 
 PEAK_SIZES = (2048, 3072, 4096)
