@@ -3,8 +3,8 @@
 Every way trains a DistilBERT-shaped model (DistilBertConfig defaults, random weights: the
 same time and memory as distilbert-base-uncased) on the real MRPC train split, batch 32,
 max_seq_length 128, AdamW in fp32, same seed, through gluebox's real recipe
-(:func:`gluebox.recipe.build.build`: data pipeline, memory plan, LightningModule) and a Lightning Trainer, each in its own process so that each peak RSS is
-its own.
+(:func:`gluebox.recipe.build.build`: data pipeline, memory plan) and the training loop's own
+step on Lightning Fabric, each in its own process so that each peak RSS is its own.
 
     python benchmarks/bench_train.py --data_dir ../shared/data/glue/MRPC --output benchmarks/results.json
 
@@ -105,12 +105,14 @@ def stratified(batches: list[list[int]], sizes: list[int], count: int) -> list[l
 
 def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
-    import lightning as L
     from torch.utils.data import DataLoader
 
     from gluebox import resources
     from gluebox.config import TrainConfig
     from gluebox.recipe.build import build
+    from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step
+    from gluebox.training.hardware import deterministic
+    from gluebox.training.loop import make_fabric
     from gluebox.training.quiet import quiet_libraries
 
     way = WAYS[args.way]
@@ -131,7 +133,7 @@ def worker(args) -> dict:
         """A batch sampler that waits for the coordinator's "go" before handing out each batch.
 
         A step runs from one hand-out to the next, so it covers collation, the step and
-        everything Lightning does between steps. The last batch only ends the step before
+        everything the loop does between steps. The last batch only ends the step before
         it (it runs, untimed)."""
 
         def __init__(self, batches):
@@ -160,23 +162,20 @@ def worker(args) -> dict:
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=recipe.train_collator)
 
-    class BatchSizes(L.Callback):
-        def __init__(self):
-            self.tokens, self.padded = [], []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.tokens.append(batch.num_tokens)
-            self.padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
-
-    sizes = BatchSizes()
-    module = recipe.module
-    trainer = L.Trainer(max_steps=len(sampler), logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, callbacks=[sizes], deterministic=True)
-    trainer.fit(module, loader)
+    fabric = make_fabric(config)
+    deterministic()
+    wrapped = fabric.setup_module(recipe.model)
+    embedding = EmbeddingGradient(recipe.model)
+    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(sampler), fabric.device)
+    optimizer = fabric.setup_optimizers(optimizer)
+    tokens, padded = [], []
+    for batch in loader:
+        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding)
+        tokens.append(batch.num_tokens)
+        padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
     skip = len(warmup)
     times = [end - start for start, end in sampler.spans[skip:]]
-    tokens = sizes.tokens[skip : skip + len(timed)]
+    tokens = tokens[skip : skip + len(timed)]
     seconds_per_step = statistics.mean(times)
     useful_flops = 6 * non_embedding_params * sum(tokens)
     return {
@@ -190,7 +189,7 @@ def worker(args) -> dict:
         "padded_tokens_per_epoch": sum(padded),
         "real_tokens_per_epoch": int(train.lengths.sum()),
         "tokens_per_second": sum(tokens) / sum(times),
-        "padded_tokens_per_second": sum(sizes.padded[skip : skip + len(timed)]) / sum(times),
+        "padded_tokens_per_second": sum(padded[skip : skip + len(timed)]) / sum(times),
         "seconds_per_step": seconds_per_step,
         "seconds_per_epoch": seconds_per_step * len(epoch),
         "system_seconds_per_step": statistics.mean(sampler.system[skip:]),
