@@ -168,14 +168,14 @@ def worker(args) -> dict:
     embedding = EmbeddingGradient(recipe.model)
     optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(sampler), fabric.device)
     optimizer = fabric.setup_optimizers(optimizer)
-    tokens, padded = [], []
+    step_tokens, step_padded = [], []
     for batch in loader:
         train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding)
-        tokens.append(batch.num_tokens)
-        padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
+        step_tokens.append(batch.num_tokens)
+        step_padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
     skip = len(warmup)
     times = [end - start for start, end in sampler.spans[skip:]]
-    tokens = tokens[skip : skip + len(timed)]
+    tokens = step_tokens[skip : skip + len(timed)]
     seconds_per_step = statistics.mean(times)
     useful_flops = 6 * non_embedding_params * sum(tokens)
     return {
@@ -189,7 +189,7 @@ def worker(args) -> dict:
         "padded_tokens_per_epoch": sum(padded),
         "real_tokens_per_epoch": int(train.lengths.sum()),
         "tokens_per_second": sum(tokens) / sum(times),
-        "padded_tokens_per_second": sum(padded[skip : skip + len(timed)]) / sum(times),
+        "padded_tokens_per_second": sum(step_padded[skip : skip + len(timed)]) / sum(times),
         "seconds_per_step": seconds_per_step,
         "seconds_per_epoch": seconds_per_step * len(epoch),
         "system_seconds_per_step": statistics.mean(sampler.system[skip:]),
