@@ -70,8 +70,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_weights(model, path: str | Path) -> None:
-    """Put a checkpoint's model weights (``last`` or ``best``) into a Hugging Face ``model``."""
-    model.load_state_dict(read_checkpoint(path)["model"])
+    """Put a checkpoint's model weights (``last`` or ``best``) into a Hugging Face ``model``.
+
+    Checkpoints of gluebox's Lightning Trainer (before the Fabric loop) kept them under
+    ``state_dict`` with a ``model.`` prefix; those load too.
+    """
+    checkpoint = read_checkpoint(path)
+    if "model" not in checkpoint:
+        checkpoint["model"] = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
+                               if k.startswith("model.")}
+    model.load_state_dict(checkpoint["model"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

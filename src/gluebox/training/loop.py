@@ -98,7 +98,11 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
              "train_loss_sum": 0.0, "train_examples": 0, "best": None,
              "random": RandomState(fabric.global_rank, fabric.world_size)}
     if resume_from is not None:
-        fabric.load(resume_from, state)
+        try:
+            fabric.load(resume_from, state)
+        except KeyError:
+            raise GlueboxError(f"{resume_from} was saved by an older gluebox (Lightning's Trainer) and "
+                               "cannot be resumed; evaluate it, or start the run again") from None
     checkpoints.start(state["global_step"])
 
     while state["epoch"] < config.epochs:
