@@ -103,14 +103,16 @@ class EmbeddingGradient:
 
 def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Task, clip: float,
                embedding: EmbeddingGradient) -> float:
-    """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes)."""
+    """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes).
+
+    Processes may run different numbers of micro-batches: all but the last skip DDP's gradient
+    exchange, so that every process exchanges exactly once per step.
+    """
     embedding.start()
     batch_loss = torch.zeros((), device=fabric.device)
     last = len(batch.micro_batches) - 1
     for number, micro_batch in enumerate(batch.micro_batches):
         micro_batch = fabric.to_device(micro_batch)
-        # Processes may run different numbers of micro-batches: all but the last skip DDP's
-        # gradient exchange, so that every process exchanges exactly once per step.
         with fabric.no_backward_sync(model, enabled=number != last):
             loss = loss_sum(task, logits(model, micro_batch), micro_batch["labels"]) / batch.num_examples
             if batch.filler:

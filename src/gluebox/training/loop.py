@@ -65,7 +65,10 @@ def check_validation_shards(fabric: L.Fabric, recipe) -> None:
 def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | None = None) -> None:
     """Train ``recipe`` for its epochs (from ``resume_from``'s checkpoint when given).
 
-    Runs in every process, under every launcher (``ddp_spawn`` calls it in processes it starts).
+    Runs in every process, under every launcher (``ddp_spawn`` calls it in processes it starts,
+    which begin without gluebox's settings, hence the stop signals and quiet libraries here).
+    With several processes, the other ranks take rank 0's run path (the default one holds the
+    time of day) and each rank draws its own dropout; with one, the random stream is kept.
     Ends with :class:`~gluebox.errors.RunInterrupted` after a stop signal's checkpoint.
     """
     from gluebox.training.checkpoints import RandomState
@@ -77,11 +80,9 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     config, task = recipe.config, recipe.task
     stop.install()
     if fabric.world_size > 1:
-        # The other ranks take rank 0's run path (the default one holds the time of day); each
-        # rank draws its own dropout. With one process nothing changes, so its stream is kept.
         from gluebox.training.quiet import quiet_libraries
 
-        quiet_libraries()  # processes started by ddp_spawn begin without gluebox's settings
+        quiet_libraries()
         run.path = Path(fabric.broadcast(str(run.path), src=0))
         torch.manual_seed(rank_seed(config.seed, fabric.global_rank))
     deterministic()
