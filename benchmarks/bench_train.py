@@ -113,7 +113,7 @@ class TakeTurns:
     """A batch sampler that waits for the coordinator's "go" before handing out each batch.
 
     A step runs from one hand-out to the next, so it covers collation, the step and
-    everything Lightning does between steps. The last batch only ends the step before
+    everything the loop does between steps. The last batch only ends the step before
     it (it runs, untimed)."""
 
     def __init__(self, batches):
@@ -144,12 +144,14 @@ def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
     if WAYS[args.way].get("program") == "course_baseline.py":
         return course_script_worker(args)
-    import lightning as L
     from torch.utils.data import DataLoader
 
     from gluebox import resources
     from gluebox.config import TrainConfig
     from gluebox.recipe.build import build
+    from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step
+    from gluebox.training.hardware import deterministic
+    from gluebox.training.loop import make_fabric
     from gluebox.training.quiet import quiet_libraries
 
     way = WAYS[args.way]
@@ -169,27 +171,24 @@ def worker(args) -> dict:
     sampler = TakeTurns(warmup + timed + [epoch[-1]])
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=recipe.train_collator)
 
-    class BatchSizes(L.Callback):
-        def __init__(self):
-            self.tokens, self.padded = [], []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.tokens.append(batch.num_tokens)
-            self.padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
-
-    sizes = BatchSizes()
-    module = recipe.module
-    trainer = L.Trainer(max_steps=len(sampler), logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, callbacks=[sizes], deterministic=True)
-    trainer.fit(module, loader)
+    fabric = make_fabric(config)
+    deterministic()
+    wrapped = fabric.setup_module(recipe.model)
+    embedding = EmbeddingGradient(recipe.model)
+    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(sampler), fabric.device)
+    optimizer = fabric.setup_optimizers(optimizer)
+    step_tokens, step_padded = [], []
+    for batch in loader:
+        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding)
+        step_tokens.append(batch.num_tokens)
+        step_padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
     return {
         "way": args.way,
         "padding": config.padding,
         "group_by_length": config.group_by_length,
         "memory_budget": config.memory_budget,
         "threads": threads,
-        **timing(sampler, sizes.tokens, sizes.padded, len(warmup), len(timed), len(epoch), non_embedding_params),
+        **timing(sampler, step_tokens, step_padded, len(warmup), len(timed), len(epoch), non_embedding_params),
         "padded_tokens_per_epoch": sum(padded),
         "real_tokens_per_epoch": int(train.lengths.sum()),
         "peak_rss_mb": resources.peak_rss_bytes() / 2**20,

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import lightning as L
 import pytest
 import torch
 
@@ -147,36 +146,24 @@ def test_killed_run_is_recognisably_unfinished(tiny_bert, mrpc_dir, tmp_path):
 def test_dropout_stays_on_in_training(tiny_bert, mrpc_dir, tmp_path):
     """from_pretrained returns eval mode; gluebox must train with dropout on, after validation too."""
     from gluebox.config import TrainConfig
-    from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
-    from gluebox.data.encoding import encode
-    from gluebox.data.sources import load_split
-    from gluebox.training.pretrained import load_tokenizer
-    from gluebox.training.classifier import GlueClassifier, OptimConfig
+    from gluebox.recipe.train import train
 
     task = GLUE_TASKS["mrpc"]
-    config = TrainConfig(data_dir=str(mrpc_dir))
-    tokenizer = load_tokenizer(tiny_bert)
-    train = encode(load_split(config, task, "train"), tokenizer, 64, False)
-    dev = encode(load_split(config, task, "validation"), tokenizer, 64, False)
     model = load_model(tiny_bert, task, dropout_rate=0.25)
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and all(m.p == 0.25 for m in dropouts)
 
     seen = []
 
-    class Probe(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.append(all(m.training for m in dropouts))
+    class Probe:
+        def on_train_batch_start(self, model, batch):
+            dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p == 0.25]
+            seen.append(bool(dropouts) and all(m.training for m in dropouts))
 
-    module = GlueClassifier(model, task, ["validation"], OptimConfig(1e-3, 0.0, 1e-8, 0, 1.0))
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[Probe()])
-    trainer.fit(
-        module,
-        torch.utils.data.DataLoader(train, batch_sampler=TrainBatchSampler(train.lengths, 8, 0, True),
-                                    collate_fn=TrainCollator(train, 0, None)),
-        torch.utils.data.DataLoader(dev, batch_size=8, collate_fn=Collator(dev, 0, None)),
-    )
+    config = TrainConfig(model_name_or_path=tiny_bert, task_name="mrpc", data_dir=str(mrpc_dir), output_dir=str(tmp_path / "run"),
+                         train_batch_size=8, max_seq_length=64, epochs=2, dropout_rate=0.25, wandb_mode="disabled",
+                         progress_bar=False)
+    train(config, callbacks=[Probe()])
     assert len(seen) == 12 and all(seen)
 
 

@@ -28,11 +28,10 @@ MEGA_BATCH_FACTOR = 50
 class TrainBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Seeded, per-epoch deterministic batches of example indices, resumable mid-epoch.
 
-    :meth:`set_epoch` is called before each epoch (by :class:`gluebox.training.checkpoints.BatchOrder`),
+    :meth:`set_epoch` is called before each epoch (by the training loop),
     so epoch ``e`` always gets the same batches for the same seed, whatever ran before (a
     resumed run included). The batches are drawn when the first one is asked for, not when
-    the iterator is made, because Lightning makes the iterator of a resumed run before the
-    epoch is known.
+    the iterator is made.
 
     :meth:`state_dict` records how many batches of the epoch were handed out; after
     :meth:`load_state_dict`, the next pass over that epoch skips them.

@@ -1,4 +1,4 @@
-"""Build a run's parts from its config: data, model, memory plan, loaders and training module.
+"""Build a run's parts from its config: data, model, memory plan, loaders and optimizer settings.
 
 One function, :func:`build`, used by ``gluebox train`` (new and resumed runs), sweep trials
 and the benchmark, so that they all train the same thing. It reads and tokenizes every split
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Recipe:
-    """Everything a run trains with, ready for a Lightning Trainer."""
+    """Everything a run trains with, ready for :func:`gluebox.training.loop.fit`."""
 
     config: TrainConfig
     task: Any
@@ -34,7 +34,8 @@ class Recipe:
     train_collator: Any
     train_loader: Any
     val_loaders: list
-    module: Any
+    optim: Any
+    """The :class:`~gluebox.training.classifier.OptimConfig`: AdamW, schedule and clipping."""
     threads: int
 
     @property
@@ -54,7 +55,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     from gluebox.data.sharding import ShardSampler
     from gluebox.data.sources import load_split, resolve_task
     from gluebox.training import memory
-    from gluebox.training.classifier import GlueClassifier, OptimConfig
+    from gluebox.training.classifier import OptimConfig
     from gluebox.training.distributed import threads_per_process
     from gluebox.training.hardware import configure_threads
     from gluebox.training.pretrained import check_tokenizer_fits, load_model, load_tokenizer
@@ -112,9 +113,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                    collate_fn=Collator(encoded[s], pad_id, pad_to))
         for s in task.validation_splits
     ]
-    module = GlueClassifier(
-        model, task, list(task.validation_splits),
-        OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps, config.gradient_clip_val),
-    )
+    optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,
+                        config.gradient_clip_val, fused=config.precision == "32")
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
-                  val_loaders, module, threads)
+                  val_loaders, optim, threads)

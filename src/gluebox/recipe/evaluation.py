@@ -63,28 +63,24 @@ def load_run(path: str) -> LoadedRun:
 def score(loaded: LoadedRun, examples, split: str, batch_size: int | None) -> dict:
     """The task's metrics and loss of the run's model on labelled ``examples`` (``examples`` counted too)."""
     from gluebox.data.encoding import encode
-    from gluebox.training.classifier import GlueClassifier
+    from gluebox.training.classifier import validate
 
     encoded = encode(examples, loaded.tokenizer, loaded.config.max_seq_length, loaded.task.is_regression)
-    module = GlueClassifier(loaded.model, loaded.task, [split])
-    _trainer(loaded.config).validate(module, dataloaders=_loader(loaded, encoded, batch_size), verbose=False)
-    metrics = {k.split("/", 1)[1]: v for k, v in module.last_validation.items()}
+    fabric, model = _fabric(loaded)
+    results = validate(fabric, model, loaded.task, [split], [_loader(loaded, encoded, batch_size)])
+    metrics = {k.split("/", 1)[1]: v for k, v in results.items()}
     metrics["examples"] = len(examples)
     return metrics
 
 
 def predictions(loaded: LoadedRun, examples, batch_size: int | None) -> list:
     """The run's model's prediction for each example: a label name, or a score for regression."""
-    import torch
-
     from gluebox.data.encoding import encode
-    from gluebox.training.classifier import GlueClassifier
+    from gluebox.training.classifier import predict
 
     task = loaded.task
     encoded = encode(examples, loaded.tokenizer, loaded.config.max_seq_length, task.is_regression)
-    batches = _trainer(loaded.config).predict(GlueClassifier(loaded.model, task, []),
-                                              dataloaders=_loader(loaded, encoded, batch_size))
-    values = torch.cat(batches).tolist() if batches else []
+    values = predict(*_fabric(loaded), task, _loader(loaded, encoded, batch_size))
     if task.is_regression:
         return [round(float(v), 6) for v in values]
     return [task.labels[int(v)] for v in values]
@@ -99,13 +95,13 @@ def _loader(loaded: LoadedRun, encoded, batch_size: int | None):
     return DataLoader(encoded, batch_size=batch_size or loaded.config.eval_batch_size, collate_fn=Collator(encoded, pad_id, None))
 
 
-def _trainer(config: TrainConfig):
+def _fabric(loaded: LoadedRun):
+    """One process on the run's accelerator, deterministic kernels; the model on its device."""
     import lightning as L
 
-    from gluebox.training.hardware import configure_threads
+    from gluebox.training.hardware import configure_threads, deterministic
 
-    configure_threads(config.num_threads)
-    return L.Trainer(
-        accelerator=config.accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, deterministic=True,
-    )
+    configure_threads(loaded.config.num_threads)
+    deterministic()
+    fabric = L.Fabric(accelerator=loaded.config.accelerator, devices=1)
+    return fabric, fabric.setup_module(loaded.model)

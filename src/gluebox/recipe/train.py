@@ -77,9 +77,9 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     In a multi-process run every process runs this function; rank 0 alone checks, creates and
     writes the run directory, and the others return the same :class:`RunDirectory` once
-    training ends. ``callbacks`` are extra Lightning callbacks (``gluebox sweep`` reports each
-    epoch to Ray Tune with one); a callback that ends the run on purpose marks it ``stopped``
-    and raises :class:`RunStopped`, which passes through unchanged.
+    training ends. ``callbacks`` are objects with hooks of the training loop (``gluebox sweep``
+    reports each epoch to Ray Tune with one); a callback that ends the run on purpose marks it
+    ``stopped`` and raises :class:`RunStopped`, which passes through unchanged.
     """
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
@@ -93,7 +93,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     from gluebox.runs.environment import describe
     from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
     from gluebox.training.hardware import device_name
-    from gluebox.training.lightning import make_trainer
+    from gluebox.training.loop import check_validation_shards, fit, make_fabric
     from gluebox.training.signals import StopRequest
     from gluebox.training.tracking import wandb_logger
 
@@ -102,31 +102,32 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     checkpoints = Checkpoints(folder, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
                               config.checkpoint_every_minutes, stop)
     logger = wandb_logger(config, run.path, run.path.name)
-    trainer, recorder = make_trainer(config, run, recipe, checkpoints, logger, callbacks)
+    fabric = make_fabric(config, logger, callbacks)
+    if fabric.world_size > 1:
+        check_validation_shards(fabric, recipe)
 
     device = device_name(config.accelerator)
-    lead = trainer.is_global_zero
+    lead = fabric.is_global_zero
     if lead:
         print(recipe.plan.describe(), flush=True)
-        if trainer.world_size > 1:
-            print(f"{trainer.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
-                  f"strategy {type(trainer.strategy).__name__}; rank 0 writes {run.path}", flush=True)
+        if fabric.world_size > 1:
+            print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
+                  f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
         open_run_directory(run, recipe, resume, describe(device) | {
-            "torch_threads": recipe.threads, "processes": trainer.world_size})
+            "torch_threads": recipe.threads, "processes": fabric.world_size})
         stop.install()
         if logger is not None:
             logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
 
     # Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:
-        trainer.fit(recipe.module, train_dataloaders=recipe.train_loader, val_dataloaders=recipe.val_loaders,
-                    ckpt_path=resume.checkpoint if resume is not None else None)
+        fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None)
     except RunStopped:
         raise
     except RunInterrupted as interruption:
         if lead:
             run.try_set_status("interrupted", signal=interruption.signal_name,
-                               epochs_completed=len(recorder.records), step=trainer.global_step)
+                               epochs_completed=len(run.metrics()), step=checkpoints.step)
         advice = (f"resume with `gluebox train --resume {run.path}`" if checkpoints.path.exists()
                   else "no checkpoint was saved yet; start again with --overwrite")
         raise RunInterrupted(f"{interruption}; {advice}", interruption.signum) from None
@@ -140,13 +141,13 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         return run
     # What rank 0 wrote (under ddp_spawn, training ran in other processes than this one).
     records = run.metrics()
-    if trainer.interrupted or len(records) < config.epochs:
+    if len(records) < config.epochs:
         run.set_status("interrupted", epochs_completed=len(records))
         raise GlueboxError(f"training was interrupted after {len(records)} epoch(s); {run.path} is incomplete")
 
     from gluebox.runs.summary import build_summary
 
-    summary = build_summary(records, recipe, started, device, trainer.world_size)
+    summary = build_summary(records, recipe, started, device, fabric.world_size)
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})

@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import lightning as L
-
 from gluebox.runs.directory import RunDirectory
 
 STOPPED_BY_SCHEDULER = "stopped early by the sweep's ASHA scheduler (trailing other trials at an epoch milestone)"
@@ -29,16 +27,18 @@ def numeric(record: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-class TuneReporter(L.Callback):
-    """Reports each finished epoch's record to Tune; a stop from Tune ends the run as ``stopped``."""
+class TuneReporter:
+    """Reports each finished epoch's record to Tune; a stop from Tune ends the run as ``stopped``.
+
+    A callback of the training loop (:func:`gluebox.training.loop.make_fabric`)."""
 
     def __init__(self, report: Callable[[dict], None], run_path: str | Path, reason: str):
         self.report = report
         self.run = RunDirectory(run_path)
         self.reason = reason
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == 0:
+    def on_train_epoch_start(self, epoch: int) -> None:
+        if epoch == 0:
             return
         records = self.run.metrics()
         try:

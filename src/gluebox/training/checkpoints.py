@@ -15,9 +15,10 @@ When ``last.ckpt`` is saved:
 - after the batch during which SIGINT or SIGTERM arrived; then the run stops.
 
 A checkpoint holds everything a resumed run needs to continue bit for bit: weights,
-optimizer and schedule, Lightning's loop counters, the position in the epoch's batch
-order, the random generators and the recorders' file positions. Where it was taken does
-not change the results.
+optimizer and schedule, the step and epoch (``global_step``, ``epoch``), the position in the
+epoch's batch order, the random generators and the recorders' file positions (the ``state``
+of :func:`gluebox.training.loop.fit`, saved with ``fabric.save``). Where it was taken does not
+change the results.
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint
 
 from gluebox.errors import GlueboxError, RunInterrupted
 from gluebox.training.pause import Pause
@@ -73,19 +72,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_weights(model, path: str | Path) -> None:
     """Put a checkpoint's model weights (``last`` or ``best``) into a Hugging Face ``model``.
 
-    Lightning keeps the classifier's weights under ``state_dict`` with the ``model.`` prefix of
-    :class:`~gluebox.training.classifier.GlueClassifier`'s attribute.
+    Checkpoints of gluebox's Lightning Trainer (before the Fabric loop) kept them under
+    ``state_dict`` with a ``model.`` prefix; those load too.
     """
-    state = read_checkpoint(path)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    checkpoint = read_checkpoint(path)
+    if "model" not in checkpoint:
+        checkpoint["model"] = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
+                               if k.startswith("model.")}
+    model.load_state_dict(checkpoint["model"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves a checkpoint to a temporary file beside it, fsyncs it, then renames it into place.
 
     A kill or a full disk during a save leaves the previous checkpoint intact under its
-    name; a full disk is a one-line error. Saving straight to a file also avoids
-    Lightning's in-memory copy of the whole checkpoint.
+    name; a full disk is a one-line error. Fabric's strategy saves through it (rank 0 writes).
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
@@ -135,55 +136,29 @@ class _WriteErrors:
         self.file.flush()
 
 
-class BatchOrder(L.Callback):
-    """Tells the batch sampler which epoch it is, and keeps its place in the epoch in checkpoints.
-
-    Lightning 2.6 does neither for a batch sampler like ours: it calls ``set_epoch`` only on
-    ``loader.sampler`` and ``loader.batch_sampler.sampler``, and it restores a loader's
-    state only when the loader is set up after the checkpoint is loaded, while the
-    schedule's ``estimated_stepping_batches`` sets it up before.
-    """
-
-    def __init__(self, sampler):
-        self.sampler = sampler
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.sampler.set_epoch(trainer.current_epoch)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.sampler.load_state_dict(state_dict)
-
-
-class RandomState(L.Callback):
-    """Saves the global random generators with each checkpoint and puts them back on resume.
+class RandomState:
+    """The global random generators, saved with each checkpoint and put back on resume.
 
     Dropout draws from torch's generator, so a resumed run must continue its stream exactly
-    where the checkpoint was taken. The state is restored just before the first training
-    step after the resume: nothing between a checkpoint and the next step draws from these
-    generators (the training loader has a generator of its own), while setting up a resumed
-    run does (the new head's random weights).
+    where the checkpoint was taken. :func:`~gluebox.training.loop.fit` loads the checkpoint
+    after everything is set up, so nothing draws from these generators between the restore
+    and the next training step. With several processes, every process's state is kept (each
+    draws its own dropout).
     """
 
-    def __init__(self):
-        self._pending: dict | None = None
-        self._rank, self._world_size = 0, 1
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self._rank, self._world_size = trainer.global_rank, trainer.world_size
+    def __init__(self, rank: int = 0, world_size: int = 1):
+        self.rank, self.world_size = rank, world_size
 
     def state_dict(self) -> dict:
-        """This process's generators; with several processes, every process's (each draws its own dropout)."""
         state = self._local_state()
-        if self._world_size == 1:
+        if self.world_size == 1:
             return state
         from gluebox.training.distributed import all_gather_objects
 
         return {"per_rank": all_gather_objects(state)}
 
-    def _local_state(self) -> dict:
+    @staticmethod
+    def _local_state() -> dict:
         numpy_state = np.random.get_state()
         version, python_state, gauss = random.getstate()
         return {
@@ -194,15 +169,9 @@ class RandomState(L.Callback):
             "python": {"version": version, "state": list(python_state), "gauss": gauss},
         }
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._pending = state_dict
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._pending is None:
-            return
-        state, self._pending = self._pending, None
+    def load_state_dict(self, state: dict) -> None:
         if "per_rank" in state:
-            state = state["per_rank"][self._rank]
+            state = state["per_rank"][self.rank]
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -213,15 +182,13 @@ class RandomState(L.Callback):
         random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
 
 
-class Checkpoints(Checkpoint):
-    """Keeps ``last.ckpt`` fresh, saves ``best.ckpt`` and ``best_model/`` at each new best, and
-    turns a stop signal into a checkpoint and :class:`RunInterrupted`.
+class Checkpoints:
+    """When ``last.ckpt`` and ``best.ckpt`` are saved, and a stop signal turned into a checkpoint
+    and :class:`RunInterrupted`. The loop calls it after each step's rows are recorded and after
+    each epoch's record is written, so a checkpoint always has its rows on disk.
 
-    It is a :class:`Checkpoint` so that Lightning runs it after the other callbacks (the one
-    workaround it needs: Lightning has no other way to order callbacks): the recorders have
-    written the batch's or epoch's rows when it saves. The best value so far is kept in
-    ``last.ckpt``, so a resumed run (even one whose folder was moved) only replaces the best
-    checkpoint and model with a better epoch.
+    The best value so far is kept in ``last.ckpt``, so a resumed run (even one whose folder was
+    moved) only replaces the best checkpoint and model with a better epoch.
     """
 
     def __init__(self, folder: Path, run: RunDirectory, tokenizer, monitor: str,
@@ -231,76 +198,73 @@ class Checkpoints(Checkpoint):
         self.run = run
         self.tokenizer = tokenizer
         self.monitor = monitor
-        self.best: float | None = None
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_minutes * 60 if every_minutes else None
         self.stop = stop
         self.pause = Pause.from_environment()
+        self.step = 0
+        """The last optimizer step the loop finished."""
         self._saved_step = 0
         self._saved_at = time.monotonic()
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.stop.install()  # after Lightning's own SIGTERM handler (see gluebox.training.signals)
-        self._saved_step = trainer.global_step
+    def start(self, step: int) -> None:
+        self.step = self._saved_step = step
         self._saved_at = time.monotonic()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def after_step(self, fabric, state: dict, end_of_epoch: bool) -> None:
+        """The test hook's hold; then, but at an epoch's end (whose checkpoint follows validation),
+        save if due or asked to stop, and stop."""
+        self.step = state["global_step"]
         if self.pause is not None:
-            self.pause.after_step(trainer.global_step, self.stop)
-        if batch_idx + 1 >= trainer.num_training_batches:
-            return  # the epoch-end checkpoint follows validation
-        stop = self._any_process(trainer, self.stop.requested)
-        if stop or self._any_process(trainer, self._due(trainer)):
-            self.save(trainer)
-        if stop:
-            self._stop(trainer)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+            self.pause.after_step(self.step, self.stop)
+        if end_of_epoch:
             return
-        self._save_if_best(trainer, pl_module)
-        self.save(trainer)
-        if self._any_process(trainer, self.stop.requested) and trainer.current_epoch + 1 < trainer.max_epochs:
-            self._stop(trainer)
+        stop = any_process(fabric, self.stop.requested)
+        if stop or any_process(fabric, self._due()):
+            self.save(fabric, state)
+        if stop:
+            self.interrupt(state["epoch"] + 1, self.step)
 
-    @staticmethod
-    def _any_process(trainer, decision: bool) -> bool:
-        """True if any process decided so: every process must save, and stop, at the same step."""
-        if trainer.world_size == 1:
-            return decision
-        return trainer.strategy.reduce_boolean_decision(decision, all=False)
+    def after_epoch(self, fabric, state: dict, epochs: int) -> None:
+        """Save ``last.ckpt`` (``state["epoch"]`` epochs are complete); stop if asked to, unless the
+        run is complete."""
+        self.save(fabric, state)
+        if any_process(fabric, self.stop.requested) and state["epoch"] < epochs:
+            self.interrupt(state["epoch"], state["global_step"])
 
-    def _due(self, trainer) -> bool:
-        if self.every_n_steps and trainer.global_step - self._saved_step >= self.every_n_steps:
+    def _due(self) -> bool:
+        if self.every_n_steps and self.step - self._saved_step >= self.every_n_steps:
             return True
         return bool(self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
 
-    def _save_if_best(self, trainer, pl_module) -> None:
-        value = pl_module.last_validation.get(self.monitor)
-        if value is None or (self.best is not None and not value > self.best):
+    def save_if_best(self, fabric, state: dict, validation: dict) -> None:
+        """``best.ckpt`` (weights) and ``best_model/`` when the monitored metric improved."""
+        value = validation.get(self.monitor)
+        if value is None or (state["best"] is not None and not value > state["best"]):
             return
-        trainer.save_checkpoint(self.folder / BEST, weights_only=True)  # every process takes part; rank 0 writes
-        if trainer.is_global_zero:
-            export_hf_model(pl_module.model, self.tokenizer, self.run.file(BEST_MODEL))
-        self.best = value
+        fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"]})
+        if fabric.is_global_zero:
+            export_hf_model(state["model"].module, self.tokenizer, self.run.file(BEST_MODEL))
+        state["best"] = value
 
-    def state_dict(self) -> dict:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best = state_dict.get("best")
-
-    def save(self, trainer) -> None:
-        trainer.save_checkpoint(self.path)
-        self._saved_step = trainer.global_step
+    def save(self, fabric, state: dict) -> None:
+        fabric.save(self.path, state)  # every process takes part; rank 0 writes
+        self._saved_step = state["global_step"]
         self._saved_at = time.monotonic()
 
-    def _stop(self, trainer) -> None:
+    def interrupt(self, epoch: int, step: int) -> None:
         import signal
 
         signum = self.stop.signum or signal.SIGTERM  # another process got the signal
         raise RunInterrupted(
-            f"{signal.Signals(signum).name} at epoch {trainer.current_epoch + 1}, step {trainer.global_step}; "
+            f"{signal.Signals(signum).name} at epoch {epoch}, step {step}; "
             f"checkpoint saved to {self.path}",
             signum,
         )
+
+
+def any_process(fabric, decision: bool) -> bool:
+    """True if any process decided so: every process must save, and stop, at the same step."""
+    if fabric.world_size == 1:
+        return decision
+    return fabric.strategy.reduce_boolean_decision(decision, all=False)

@@ -1,8 +1,9 @@
-"""The LightningModule: the course project's training maths, one readable step at a time.
+"""The training maths, one readable step at a time: the loss, AdamW and its schedule, one
+optimizer step over micro-batches, and validation with the task's metrics.
 
-Optimization is manual so that a batch can be run as several micro-batches with exactly
-the maths of one full batch: each micro-batch adds ``sum of its losses / batch size`` to
-the gradients, then the step clips, updates and advances the schedule once.
+A batch can be run as several micro-batches with exactly the maths of one full batch: each
+micro-batch adds ``sum of its losses / batch size`` to the gradients, then the step clips,
+updates and advances the schedule once.
 
 With several processes (DDP), each runs its share of the batch and scales its loss by the
 number of processes, because DDP averages the processes' gradients: the average of
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from gluebox.data.batching import TrainBatch
-from gluebox.training.metrics import PredictionFingerprint, predictions, task_metrics
 from gluebox.tasks import Task
+from gluebox.training.metrics import PredictionFingerprint, predictions, task_metrics
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -36,6 +36,9 @@ class OptimConfig:
     adam_epsilon: float
     warmup_steps: int
     gradient_clip_val: float
+    fused: bool = True
+    """Fused AdamW where the device has it; off under mixed precision, whose loss scaling unscales
+    gradients before clipping (a fused optimizer unscales them inside its own step)."""
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -53,188 +56,126 @@ def fused_adamw_supported(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-class GlueClassifier(L.LightningModule):
-    """Fine-tunes a sequence-classification model and evaluates it with the task's metrics."""
+def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int, device: torch.device):
+    """AdamW and the linear schedule with warmup, stepped once per optimizer step."""
+    from transformers import get_linear_schedule_with_warmup
 
-    def __init__(self, model: nn.Module, task: Task, validation_splits: list[str], optim: OptimConfig | None = None):
-        super().__init__()
-        self.automatic_optimization = False
-        self.model = model
-        self.task = task
-        self.optim = optim
-        self.validation_splits = list(validation_splits)
-        self.val_metrics = nn.ModuleList([task_metrics(task) for _ in self.validation_splits])
-        self.last_validation: dict[str, float | str | int] = {}
-        """The last validation's loss, metrics, fingerprint and example count of each split."""
-        self.train_loss_sum = 0.0
-        self.train_examples = 0
-        self.step_losses: list[float] = []
-        """Every optimizer step's loss, in order (the golden-loss test reads these)."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, optim.weight_decay), lr=optim.learning_rate,
+                                  eps=optim.adam_epsilon,
+                                  fused=optim.fused and fused_adamw_supported(device))
+    return optimizer, get_linear_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
 
-    def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed (not averaged) loss, so micro-batches add up to the full batch's mean."""
-        if self.task.is_regression:
-            return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype), reduction="sum")
-        return F.cross_entropy(logits, labels, reduction="sum")
+def logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
 
-    def setup(self, stage: str) -> None:
-        from gluebox.training.hardware import skip_nan_fill_of_new_tensors
 
-        skip_nan_fill_of_new_tensors()
+def loss_sum(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed (not averaged) loss, so micro-batches add up to the full batch's mean."""
+    if task.is_regression:
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype), reduction="sum")
+    return F.cross_entropy(logits, labels, reduction="sum")
 
-    # Training ------------------------------------------------------------------------------
 
-    def on_fit_start(self) -> None:
-        self.word_embeddings().sparse = True
-        self._embedding_gradient: torch.Tensor | None = None
-        """The word embeddings' dense gradient buffer, kept from step to step during one fit."""
+class EmbeddingGradient:
+    """Gives the word embeddings a zeroed dense gradient that micro-batches add into in place.
 
-    def on_fit_end(self) -> None:
-        self._embedding_gradient = None
+    The embedding is made sparse, so its backward yields a sparse gradient (only the rows of
+    the batch's tokens) and accumulating a micro-batch never materializes a second dense copy
+    of the vocabulary-sized gradient (94 MB for DistilBERT). The sum is the same as the dense
+    backward's; the optimizer still sees a dense gradient.
 
-    def word_embeddings(self) -> nn.Embedding:
-        return self.model.get_input_embeddings()
+    The buffer is kept from step to step and zeroed in place: a new one each step is a fresh
+    94 MB mapping whose pages the kernel must fault in and zero again.
+    """
 
-    def start_gradients(self) -> None:
-        """Give the word embeddings a zeroed dense gradient that micro-batches add into in place.
+    def __init__(self, model: nn.Module):
+        embeddings = model.get_input_embeddings()
+        embeddings.sparse = True
+        self.weight = embeddings.weight
+        self.buffer: torch.Tensor | None = None
 
-        The embedding's backward yields a sparse gradient (only the rows of the batch's
-        tokens), so accumulating a micro-batch never materializes a second dense copy of the
-        vocabulary-sized gradient (94 MB for DistilBERT). The sum is the same as the dense
-        backward's; the optimizer still sees a dense gradient.
-
-        The buffer is kept from step to step of one fit and zeroed in place: a new one each
-        step is a fresh 94 MB mapping whose pages the kernel must fault in and zero again.
-        """
-        weight = self.word_embeddings().weight
-        if not weight.requires_grad:
+    def start(self) -> None:
+        if not self.weight.requires_grad:
             return
-        if self._embedding_gradient is None:
-            self._embedding_gradient = torch.zeros_like(weight)
+        if self.buffer is None:
+            self.buffer = torch.zeros_like(self.weight)
         else:
-            self._embedding_gradient.zero_()
-        weight.grad = self._embedding_gradient
+            self.buffer.zero_()
+        self.weight.grad = self.buffer
 
-    def on_train_epoch_start(self) -> None:
-        self.train_loss_sum, self.train_examples = 0.0, 0
 
-    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        optimizer = self.optimizers()
-        scheduler = self.lr_schedulers()
-        self.start_gradients()
-        batch_loss = torch.zeros((), device=self.device)
-        last = len(batch.micro_batches) - 1
-        for number, micro_batch in enumerate(batch.micro_batches):
-            # Processes may run different numbers of micro-batches: all but the last skip DDP's
-            # gradient exchange, so that every process exchanges exactly once per step.
-            with optimizer.toggle_model(sync_grad=number == last):
-                logits = self(micro_batch)
-                loss = self.loss_sum(logits, micro_batch["labels"]) / batch.num_examples
-                if batch.filler:
-                    loss = loss * 0.0
-                self.manual_backward(loss * batch.world_size if batch.world_size > 1 else loss)
-            batch_loss += loss.detach()
-        if self.optim.gradient_clip_val > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.optim.gradient_clip_val, gradient_clip_algorithm="norm")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        if batch.world_size > 1:
-            batch_loss = self.trainer.strategy.reduce(batch_loss, reduce_op="sum")
-        loss_value = batch_loss.item()
-        self.step_losses.append(loss_value)
-        self.train_loss_sum += loss_value * batch.num_examples
-        self.train_examples += batch.num_examples
-        self.log("loss", loss_value, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.num_examples)
-        return batch_loss
+def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Task, clip: float,
+               embedding: EmbeddingGradient) -> float:
+    """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes).
 
-    @property
-    def train_loss(self) -> float:
-        return self.train_loss_sum / max(1, self.train_examples)
+    Processes may run different numbers of micro-batches: all but the last skip DDP's gradient
+    exchange, so that every process exchanges exactly once per step.
+    """
+    embedding.start()
+    batch_loss = torch.zeros((), device=fabric.device)
+    last = len(batch.micro_batches) - 1
+    for number, micro_batch in enumerate(batch.micro_batches):
+        micro_batch = fabric.to_device(micro_batch)
+        with fabric.no_backward_sync(model, enabled=number != last):
+            loss = loss_sum(task, logits(model, micro_batch), micro_batch["labels"]) / batch.num_examples
+            if batch.filler:
+                loss = loss * 0.0
+            fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
+        batch_loss += loss.detach()
+    if clip > 0:
+        fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    if batch.world_size > 1:
+        batch_loss = fabric.all_reduce(batch_loss, reduce_op="sum")
+    return batch_loss.item()
 
-    # Checkpoints ---------------------------------------------------------------------------
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the epoch's running loss and the last validation, so a resumed epoch ends the same."""
-        checkpoint["gluebox_module"] = {
-            "train_loss_sum": self.train_loss_sum,
-            "train_examples": self.train_examples,
-            "last_validation": dict(self.last_validation),
-        }
+def validate(fabric, model, task: Task, splits: list[str], loaders) -> dict[str, float | str | int]:
+    """Each split's loss, metrics, fingerprint and example count, over the examples of every process.
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("gluebox_module")
-        if state:
-            self.train_loss_sum = state["train_loss_sum"]
-            self.train_examples = state["train_examples"]
-            self.last_validation = dict(state["last_validation"])
+    torchmetrics gathers its states from all processes in ``compute()``; the summed loss and
+    count are reduced here, and the predictions gathered and put in dataset order. Each
+    loader's iterator draws its base seed from torch's global generator (the loaders have no
+    generator of their own), once per split and validation: that is part of the random stream.
+    """
+    from gluebox.training.distributed import all_gather_objects
 
-    def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
-
-        if self.optim is None:
-            raise RuntimeError("GlueClassifier was built for evaluation only (no OptimConfig)")
-
-        optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, self.optim.weight_decay),
-            lr=self.optim.learning_rate,
-            eps=self.optim.adam_epsilon,
-            # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimizer.
-            fused=fused_adamw_supported(self.device) and self.trainer.precision == "32-true",
-        )
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(optimizer, self.optim.warmup_steps, total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    # Validation ----------------------------------------------------------------------------
-
-    def on_validation_epoch_start(self) -> None:
-        count = len(self.validation_splits)
-        self._val_loss = [0.0] * count
-        self._val_count = [0] * count
-        self._fingerprints = [PredictionFingerprint() for _ in range(count)]
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = self(batch).float()
-        labels = batch["labels"]
-        self._val_loss[dataloader_idx] += self.loss_sum(logits, labels).item()
-        self._val_count[dataloader_idx] += labels.shape[0]
-        preds = predictions(logits, self.task)
-        self.val_metrics[dataloader_idx].update(preds, labels)
-        self._fingerprints[dataloader_idx].update(preds, batch["example_index"])
-
-    def on_validation_epoch_end(self) -> None:
-        """Each split's loss, metrics and fingerprint over the examples of every process.
-
-        torchmetrics gathers its states from all processes in ``compute()``; the summed loss
-        and count are reduced here, and the predictions gathered and put in dataset order.
-        """
-        from gluebox.training.distributed import all_gather_objects
-
-        results: dict[str, float | str | int] = {}
-        distributed = self.trainer.world_size > 1
-        for index, split in enumerate(self.validation_splits):
-            loss_sum, count = self._val_loss[index], self._val_count[index]
-            if distributed:
-                totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=self.device)
-                loss_sum, count = self.trainer.strategy.reduce(totals, reduce_op="sum").tolist()
-            results[f"{split}/loss"] = loss_sum / max(1, count)
-            for name, value in self.val_metrics[index].compute().items():
+    training = model.training
+    model.eval()
+    results: dict[str, float | str | int] = {}
+    with torch.inference_mode():
+        for split, loader in zip(splits, loaders):
+            metrics, fingerprint = fabric.to_device(task_metrics(task)), PredictionFingerprint()
+            total, count = 0.0, 0
+            for batch in loader:
+                batch = fabric.to_device(batch)
+                scores, labels = logits(model, batch).float(), batch["labels"]
+                total += loss_sum(task, scores, labels).item()
+                count += labels.shape[0]
+                preds = predictions(scores, task)
+                metrics.update(preds, labels)
+                fingerprint.update(preds, batch["example_index"])
+            if fabric.world_size > 1:
+                totals = torch.tensor([total, count], dtype=torch.float64, device=fabric.device)
+                total, count = fabric.all_reduce(totals, reduce_op="sum").tolist()
+            results[f"{split}/loss"] = total / max(1, count)
+            for name, value in metrics.compute().items():
                 results[f"{split}/{name}"] = float(value)
-            self.val_metrics[index].reset()
-            fingerprint, examples = PredictionFingerprint.combine(all_gather_objects(self._fingerprints[index].state()))
+            digest, examples = PredictionFingerprint.combine(all_gather_objects(fingerprint.state()))
             if examples != int(count):
                 raise RuntimeError(f"{split}: {examples} predictions for {int(count)} validation examples")
-            results[f"{split}/fingerprint"] = fingerprint
+            results[f"{split}/fingerprint"] = digest
             results[f"{split}/examples"] = examples
-        self.last_validation = results
-        numeric = {k: v for k, v in results.items() if isinstance(v, float)}
-        self.log_dict(numeric, prog_bar=False, add_dataloader_idx=False, batch_size=1)
+    model.train(training)
+    return results
 
-    # Prediction ----------------------------------------------------------------------------
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        return predictions(self(batch).float(), self.task).cpu()
+def predict(fabric, model, task: Task, loader) -> list:
+    """The model's prediction of every example of ``loader``, in order (class ids or scores)."""
+    model.eval()
+    with torch.inference_mode():
+        return [value for batch in loader
+                for value in predictions(logits(model, fabric.to_device(batch)).float(), task).cpu().tolist()]

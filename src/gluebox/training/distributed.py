@@ -1,7 +1,7 @@
 """Several training processes, one model: who is rank 0, which examples each process takes.
 
-gluebox runs multi-process training through Lightning's DDP strategy; the processes come from
-``torchrun``, a cluster scheduler, or Lightning's own launcher. This module holds the few
+gluebox runs multi-process training through Lightning Fabric's DDP strategy; the processes come
+from ``torchrun``, a cluster scheduler, or Fabric's own launcher. This module holds the few
 pieces gluebox adds on top:
 
 - which rank a process will be, read from its launcher's environment before Lightning starts
@@ -9,7 +9,7 @@ pieces gluebox adds on top:
 - (the share of a batch and of a validation split that each process takes is in
   :mod:`gluebox.data.sharding`);
 - gathering small Python objects (validation predictions) from every process;
-- a seed per rank for dropout (the callback that applies it is ``recorders.DistributedRun``).
+- a seed per rank for dropout (applied by :func:`gluebox.training.loop.fit`).
 
 Outside a distributed run every function here behaves as a single process of rank 0.
 """

@@ -14,19 +14,23 @@ def configure_threads(num_threads: int | None) -> int:
     return threads
 
 
-def skip_nan_fill_of_new_tensors() -> None:
-    """Keep deterministic kernels but stop filling every new tensor with NaN.
+def deterministic() -> None:
+    """Deterministic kernels, without filling every new tensor with NaN.
 
-    ``Trainer(deterministic=True)`` turns on ``torch.use_deterministic_algorithms``, which
-    also fills each uninitialized tensor with NaN so that reads of garbage show up. That is
-    a debugging aid, not part of determinism, and it costs a memory pass over every
-    activation and gradient buffer. Call this after building the Trainer.
+    ``torch.use_deterministic_algorithms`` also turns on that fill, so that reads of garbage
+    show up: a debugging aid, not part of determinism, and a memory pass over every activation
+    and gradient buffer. cuBLAS needs a fixed workspace to be deterministic.
     """
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
     torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.benchmark = False
 
 
 def device_name(accelerator: str) -> str:
-    """The device Lightning will pick for ``accelerator`` (for the run record)."""
+    """The device Fabric will pick for ``accelerator`` (for the run record)."""
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "cuda"
     if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):

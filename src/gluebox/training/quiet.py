@@ -19,12 +19,3 @@ def quiet_libraries() -> None:
     hub_logging.set_verbosity_error()  # its download retries warn on stderr; gluebox's error line says what failed
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LightningModule.*train.*mode.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    # A run resumed mid-epoch keeps its place through gluebox.training.checkpoints.BatchOrder, which Lightning cannot see.
-    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-    # Validation results are reduced over all processes before they are logged (module.py).
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")

@@ -1,4 +1,4 @@
-"""Lightning callbacks that write the run directory's per-step and per-epoch files.
+"""The run directory's per-step and per-epoch files, written as the training loop calls them.
 
 Each one that writes a file also keeps, in the checkpoint, how much of its file belongs
 to the checkpoint; on resume it cuts the file back to that, so a resumed run's files end
@@ -13,16 +13,12 @@ import os
 import time
 from pathlib import Path
 
-import lightning as L
-import torch
-
 from gluebox import resources
-from gluebox.training.distributed import rank_seed
 from gluebox.errors import GlueboxError
 from gluebox.runs.directory import STEPS, RunDirectory, atomic_write_text, disk_full_is_an_error, fsync_folder
 
 
-class StepRecorder(L.Callback):
+class StepRecorder:
     """One row per optimizer step in ``steps/metrics.csv``; throughput and memory on the progress bar.
 
     Rows are appended (and fsynced) at every checkpoint, every epoch end and every
@@ -33,49 +29,30 @@ class StepRecorder(L.Callback):
     COLUMNS = ("epoch", "step", "loss", "learning_rate", "perf/tokens_per_second", "perf/peak_rss_mb")
     """``perf/`` columns are measurements of this machine, not results (``gluebox compare`` ignores them)."""
 
-    def __init__(self, run: RunDirectory, flush_seconds: float = 30.0):
+    def __init__(self, run: RunDirectory, writes: bool = True, flush_seconds: float = 30.0):
         self.path = run.file(STEPS) / "metrics.csv"
+        self.writes = writes
         self.flush_seconds = flush_seconds
         self.pending: list[dict] = []
         self.rows_on_disk = 0
         self._flushed_at = time.monotonic()
         self._epoch_start = time.perf_counter()
         self._tokens = 0
-        self._learning_rate = 0.0
-        self.writes = True
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self.writes = trainer.is_global_zero
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def start_epoch(self) -> None:
         self._epoch_start = time.perf_counter()
         self._tokens = 0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._tokens += batch.num_tokens
-        tokens_per_second = self._tokens / max(1e-9, time.perf_counter() - self._epoch_start)
-        peak_mb = resources.peak_rss_bytes() / 2**20
-        pl_module.log("tok/s", tokens_per_second, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        pl_module.log("peak_mb", peak_mb, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        self.pending.append({
-            "epoch": trainer.current_epoch + 1,
-            "step": trainer.global_step,
-            "loss": pl_module.step_losses[-1],
-            "learning_rate": self._learning_rate,
-            "perf/tokens_per_second": tokens_per_second,
-            "perf/peak_rss_mb": peak_mb,
-        })
+    def record(self, epoch: int, step: int, loss: float, learning_rate: float, tokens: int) -> dict:
+        """A step's row (``learning_rate`` is the one the step used); its measurements for the progress bar."""
+        self._tokens += tokens
+        row = {"epoch": epoch, "step": step, "loss": loss, "learning_rate": learning_rate,
+               "perf/tokens_per_second": self._tokens / max(1e-9, time.perf_counter() - self._epoch_start),
+               "perf/peak_rss_mb": resources.peak_rss_bytes() / 2**20}
+        self.pending.append(row)
         if time.monotonic() - self._flushed_at >= self.flush_seconds:
             self.flush()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.flush()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.flush()
+        return row
 
     def flush(self) -> None:
         """Append the pending rows to the file and fsync it."""
@@ -134,65 +111,59 @@ def read_step_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
-class EpochRecorder(L.Callback):
+class EpochRecorder:
     """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
 
     In a multi-process run every process keeps the records, and rank 0 alone writes and
     prints them.
     """
 
-    def __init__(self, run: RunDirectory):
+    def __init__(self, run: RunDirectory, writes: bool = True):
         self.run = run
+        self.writes = writes
         self.records: list[dict] = []
         self._epoch_start = time.perf_counter()
         self._seconds_before = 0.0
         """Training seconds of this epoch before a resume."""
         self._tokens = 0
-        self.writes = True
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self.writes = trainer.is_global_zero
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._epoch_start = time.perf_counter()
-        self._seconds_before = 0.0
-        self._tokens = 0
-
-    def on_train_start(self, trainer, pl_module) -> None:
+    def start(self) -> None:
+        """The epoch's clock runs from here (a resumed epoch adds the seconds before its checkpoint)."""
         self._epoch_start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._tokens += batch.num_tokens
+    def count(self, tokens: int) -> None:
+        self._tokens += tokens
 
     def _seconds(self) -> float:
         return self._seconds_before + time.perf_counter() - self._epoch_start
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    def record(self, epoch: int, step: int, train_loss: float, validation: dict, fabric) -> dict:
+        """The epoch's record: written, logged and printed by rank 0; the next epoch starts at zero."""
         seconds = self._seconds()
         record = {
-            "epoch": trainer.current_epoch + 1,
-            "step": trainer.global_step,
-            "train/loss": pl_module.train_loss,
-            **pl_module.last_validation,
+            "epoch": epoch,
+            "step": step,
+            "train/loss": train_loss,
+            **validation,
             "perf/epoch_seconds": seconds,
             "perf/train_tokens_per_second": self._tokens / max(seconds, 1e-9),
             "perf/peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         }
         self.records.append(record)
+        self._seconds_before, self._tokens = 0.0, 0
+        self._epoch_start = time.perf_counter()
         if not self.writes:
-            return
+            return record
         self.run.append_metrics(record)
-        for logger in trainer.loggers:
-            logger.log_metrics(
-                {"train/epoch_loss": record["train/loss"], **{k: v for k, v in record.items() if k.startswith("perf/")}},
-                step=trainer.global_step,
-            )
+        fabric.log_dict({"train/epoch_loss": train_loss, **{k: v for k, v in record.items() if k.startswith("perf/")}},
+                        step=step)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and not k.startswith("perf/"))
         print(
             f"epoch {record['epoch']}: {summary} | {record['perf/epoch_seconds']:.0f} s, "
             f"{record['perf/train_tokens_per_second']:.0f} tok/s, peak RSS {record['perf/peak_rss_mb']:.0f} MB",
             flush=True,
         )
+        return record
 
     def state_dict(self) -> dict:
         return {"records": len(self.records), "epoch_seconds": self._seconds(), "epoch_tokens": self._tokens}
@@ -203,26 +174,3 @@ class EpochRecorder(L.Callback):
         self.records = self.run.keep_metrics(count) if self.writes else self.run.metrics()[:count]
         self._seconds_before = float(state_dict.get("epoch_seconds", 0.0))
         self._tokens = int(state_dict.get("epoch_tokens", 0))
-
-
-class DistributedRun(L.Callback):
-    """Once the process group is up: agree on rank 0's run directory, and seed dropout per rank.
-
-    Every process computes a run path before the processes can talk (the default path holds
-    the time of day, so they may differ); only rank 0 ever writes, and here the others take
-    its path, so that checkpoints, messages and return values all name the same directory.
-    With one process this does nothing, so single-process runs keep their random stream.
-    """
-
-    def __init__(self, run, seed: int):
-        self.run = run
-        self.seed = seed
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if trainer.world_size == 1:
-            return
-        from gluebox.training.quiet import quiet_libraries
-
-        quiet_libraries()  # processes started by ddp_spawn begin without gluebox's settings
-        self.run.path = Path(trainer.strategy.broadcast(str(self.run.path), src=0))
-        torch.manual_seed(rank_seed(self.seed, trainer.global_rank))

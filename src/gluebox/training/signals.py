@@ -1,14 +1,9 @@
 """SIGINT (Ctrl+C) and SIGTERM (``docker stop``): stop a run at the next batch boundary, resumably.
 
-The first signal only raises a flag. The checkpoint callback sees it when the current
-batch ends, saves ``last.ckpt`` and stops the run with :class:`~gluebox.errors.RunInterrupted`
+The first signal only raises a flag. The training loop sees it when the current batch
+ends, saves ``last.ckpt`` and stops the run with :class:`~gluebox.errors.RunInterrupted`
 (exit code 130 for SIGINT, 143 for SIGTERM). A second signal stops the run at once,
 keeping the previous checkpoint.
-
-Lightning installs its own SIGTERM handler when training starts; it would end the run
-with a ``SIGTERMException`` after the batch, before our checkpoint. :meth:`StopRequest.install`
-is therefore called again from the checkpoint callback's ``on_train_start``, after
-Lightning's, and Lightning puts back ours (the handler it found) when it tears down.
 """
 
 from __future__ import annotations

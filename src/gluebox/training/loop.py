@@ -1,0 +1,164 @@
+"""The training loop, top to bottom, on Lightning Fabric.
+
+Fabric gives the devices, the processes (DDP over gloo or NCCL; started by ``torchrun``, a
+cluster scheduler, or Fabric's own launcher), precision, collectives and checkpoint IO. The
+loop is gluebox's own and reads in the order things happen:
+
+1. set up: the processes agree on rank 0's run directory and seed dropout per rank; the
+   model and AdamW go to the device (DDP); a resumed run loads its checkpoint last, so
+   nothing draws from the random generators between the restore and the next step;
+2. every epoch: the batch order of that epoch, then each step (micro-batches, clipping,
+   update, schedule), its row, the test hook's hold and a checkpoint when one is due or a
+   stop signal came;
+3. every epoch's end: validation, ``best.ckpt`` if the main metric improved, the epoch's
+   record, ``last.ckpt``, a stop if one was asked for.
+
+What a checkpoint holds is ``state`` below, saved and loaded whole with ``fabric.save`` and
+``fabric.load``: objects with ``state_dict`` are saved through it, plain values as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from gluebox.config import TrainConfig
+from gluebox.errors import GlueboxError
+
+
+def make_fabric(config: TrainConfig, logger=None, callbacks: Sequence = ()) -> L.Fabric:
+    """Fabric for the run's devices, processes and strategy, checkpoints written atomically.
+
+    ``callbacks`` are objects with any of the loop's hooks (``on_train_epoch_start(epoch)``,
+    ``on_train_batch_start(model, batch)``); ``gluebox sweep`` reports each epoch to Ray Tune with one.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from gluebox.training.checkpoints import AtomicCheckpointIO
+
+    try:
+        return L.Fabric(accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
+                        strategy=config.strategy, precision=config.precision, loggers=[logger] if logger is not None else [],
+                        callbacks=list(callbacks), plugins=[AtomicCheckpointIO()])
+    except (ValueError, MisconfigurationException) as error:
+        raise GlueboxError(f"cannot set up training: {error}") from None
+
+
+def check_validation_shards(fabric: L.Fabric, recipe) -> None:
+    """Each process scores at least one validation batch of every split (its metrics take part in
+    the cross-process reduction); else a one-line error before anything is written."""
+    config = recipe.config
+    for split in recipe.task.validation_splits:
+        size = len(recipe.encoded[split])
+        batches = -(-size // config.eval_batch_size)
+        if batches < fabric.world_size:
+            raise GlueboxError(
+                f"{split} has {size} examples: {batches} batch(es) of --eval_batch_size "
+                f"{config.eval_batch_size} for {fabric.world_size} processes, and each process needs one; "
+                "lower --eval_batch_size or run fewer processes"
+            )
+
+
+def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | None = None) -> None:
+    """Train ``recipe`` for its epochs (from ``resume_from``'s checkpoint when given).
+
+    Runs in every process, under every launcher (``ddp_spawn`` calls it in processes it starts,
+    which begin without gluebox's settings, hence the stop signals and quiet libraries here).
+    With several processes, the other ranks take rank 0's run path (the default one holds the
+    time of day) and each rank draws its own dropout; with one, the random stream is kept.
+    Ends with :class:`~gluebox.errors.RunInterrupted` after a stop signal's checkpoint.
+    """
+    from gluebox.training.checkpoints import RandomState
+    from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step, validate
+    from gluebox.training.distributed import rank_seed
+    from gluebox.training.hardware import deterministic
+    from gluebox.training.recorders import EpochRecorder, StepRecorder
+
+    config, task = recipe.config, recipe.task
+    stop.install()
+    if fabric.world_size > 1:
+        from gluebox.training.quiet import quiet_libraries
+
+        quiet_libraries()
+        run.path = Path(fabric.broadcast(str(run.path), src=0))
+        torch.manual_seed(rank_seed(config.seed, fabric.global_rank))
+    deterministic()
+
+    model = fabric.setup_module(recipe.model)
+    embedding = EmbeddingGradient(recipe.model)
+    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, config.epochs * len(recipe.batch_sampler),
+                                          fabric.device)
+    optimizer = fabric.setup_optimizers(optimizer)
+    sampler = recipe.batch_sampler
+    steps, epochs = StepRecorder(run, fabric.is_global_zero), EpochRecorder(run, fabric.is_global_zero)
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "batch_order": sampler,
+             "steps": steps, "epochs": epochs, "global_step": 0, "epoch": 0,
+             "train_loss_sum": 0.0, "train_examples": 0, "best": None,
+             "random": RandomState(fabric.global_rank, fabric.world_size)}
+    if resume_from is not None:
+        try:
+            fabric.load(resume_from, state)
+        except KeyError:
+            raise GlueboxError(f"{resume_from} was saved by an older gluebox (Lightning's Trainer) and "
+                               "cannot be resumed; evaluate it, or start the run again") from None
+    checkpoints.start(state["global_step"])
+
+    while state["epoch"] < config.epochs:
+        epoch = state["epoch"]
+        fabric.call("on_train_epoch_start", epoch=epoch)
+        sampler.set_epoch(epoch)
+        steps.start_epoch()
+        epochs.start()
+        model.train()
+        with ProgressBar(fabric, config, epoch, len(sampler), state["global_step"] - epoch * len(sampler)) as bar:
+            for batch in recipe.train_loader:
+                fabric.call("on_train_batch_start", model=model, batch=batch)
+                learning_rate = optimizer.param_groups[0]["lr"]
+                loss = train_step(fabric, model, optimizer, scheduler, batch, task, recipe.optim.gradient_clip_val,
+                                  embedding)
+                state["global_step"] += 1
+                state["train_loss_sum"] += loss * batch.num_examples
+                state["train_examples"] += batch.num_examples
+                row = steps.record(epoch + 1, state["global_step"], loss, learning_rate, batch.num_tokens)
+                epochs.count(batch.num_tokens)
+                shown = {"loss": loss, "tok/s": row["perf/tokens_per_second"], "peak_mb": row["perf/peak_rss_mb"]}
+                fabric.log_dict(shown | {"epoch": epoch}, step=state["global_step"])
+                bar.update(shown)
+                checkpoints.after_step(fabric, state, end_of_epoch=sampler.served == len(sampler))
+
+        validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders)
+        fabric.log_dict({k: v for k, v in validation.items() if isinstance(v, float)}, step=state["global_step"])
+        checkpoints.save_if_best(fabric, state, validation)
+        train_loss = state["train_loss_sum"] / max(1, state["train_examples"])
+        epochs.record(epoch + 1, state["global_step"], train_loss, validation, fabric)
+        steps.flush()
+        state.update(epoch=epoch + 1, train_loss_sum=0.0, train_examples=0)
+        checkpoints.after_epoch(fabric, state, config.epochs)
+    steps.flush()
+    embedding.buffer = None
+
+
+class ProgressBar:
+    """The epoch's tqdm bar on rank 0 (``--no-progress_bar``: none), with the step's loss and speed."""
+
+    def __init__(self, fabric, config, epoch: int, total: int, done: int):
+        self.bar = None
+        if config.progress_bar and fabric.is_global_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=f"Epoch {epoch}", dynamic_ncols=True)
+
+    def update(self, shown: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+            self.bar.update(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
