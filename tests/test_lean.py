@@ -26,6 +26,8 @@ def tiny(kind: str, attention: str, lean: bool):
     torch.manual_seed(0)
     if kind == "distilbert":
         config = DistilBertConfig(num_labels=2, n_layers=2, dim=64, n_heads=4, hidden_dim=128)
+    elif kind == "distilbert-wide":  # DistilBERT's widths: head size 64, whose scale rounds (16's does not)
+        config = DistilBertConfig(num_labels=2, n_layers=1)
     else:
         config = BertConfig(num_labels=2, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                             intermediate_size=128)
@@ -56,7 +58,7 @@ def train_steps(model, steps: int = 4, autocast: bool = False):
     return losses, [p.detach().clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "distilbert-wide"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
 def test_recompute_changes_no_bit(kind, attention, autocast):

@@ -6,14 +6,13 @@ instead of kept from the forward pass, in every layer:
 - **Attention.** With dropout on, PyTorch's CPU attention cannot use its fused kernel: it
   materializes the scores, the softmax output, the dropout noise and the dropped
   probabilities (each batch x heads x length x length floats) and keeps three of them for
-  the backward pass. :func:`make_lean` runs the model's eager attention (the same
-  operations as ``sdpa`` runs then, bit for bit; a test checks it) under activation
-  checkpointing: the forward keeps only queries, keys and values, and the backward runs
-  it again with the random generator put back as it was, so the dropout masks are the
-  same ones. (``sdpa`` itself cannot be used there: under checkpointing it picks another
-  kernel, whose dropout draws other masks.) Without dropout, outside training, or under
-  mixed precision (where eager and ``sdpa`` round differently), the model's own attention
-  runs as before.
+  the backward pass. :func:`make_lean` runs the model's own attention function under
+  activation checkpointing: the forward keeps only queries, keys and values, and the
+  backward runs it again with the random generator put back as it was, so the dropout
+  masks are the same ones. ``sdpa`` is pinned to its math kernel there, the one it runs
+  with dropout on the CPU anyway: under checkpointing it would otherwise pick another
+  kernel, whose dropout draws other masks. Without dropout, outside training, or under
+  mixed precision, the model's own attention runs as before.
 - **The activation function's output** (GELU between the feed-forward layer's two linear
   maps). The second linear map keeps its input, the activation's output, for its weight
   gradient, while the activation itself keeps its own input. A saved-tensor hook keeps a
@@ -43,6 +42,7 @@ def make_lean(model) -> None:
 def _recompute_attention(model) -> None:
     import sys
 
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -58,13 +58,11 @@ def _recompute_attention(model) -> None:
                 or torch.is_autocast_enabled(query.device.type)):  # under autocast eager and sdpa round differently
             return inner(module, query, key, value, attention_mask, **kwargs)
 
-        mask = attention_mask
-        if mask is not None and mask.dtype == torch.bool:  # sdpa's mask, as eager_mask turns it into floats
-            mask = torch.where(mask, torch.zeros((), device=mask.device, dtype=query.dtype),
-                               torch.finfo(query.dtype).min)
-
         def attend(q, k, v):
-            return eager(module, q, k, v, mask, **kwargs)[0]
+            if name == "eager":
+                return eager(module, q, k, v, attention_mask, **kwargs)[0]
+            with sdpa_kernel(SDPBackend.MATH):  # the kernel plain sdpa runs with dropout on CPU; pinned, since
+                return inner(module, q, k, v, attention_mask, **kwargs)[0]  # checkpointing changes the choice
 
         return checkpoint(attend, query, key, value, use_reentrant=False, preserve_rng_state=True), None
 
