@@ -54,11 +54,16 @@ def check_run_directory(config: TrainConfig, resume: "Resume | None", rank: int)
     return run
 
 
-def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None", environment: dict) -> None:
-    """Rank 0 only: from here on the run exists, marked ``running`` until it completes."""
+def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None", environment: dict,
+                       checked: bool) -> None:
+    """Rank 0 only: from here on the run exists, marked ``running`` until it completes.
+
+    ``checked``: :func:`check_run_directory` already checked the path in this process (else a
+    launcher gave this process another rank than the one it ends up with, and it checks now)."""
     config = recipe.config
     if resume is None:
-        RunDirectory.check_new(run.path, config.overwrite)  # again: another rank may have chosen the path
+        if not checked:
+            RunDirectory.check_new(run.path, config.overwrite)
         run.create(config.overwrite)
         run.write_config(config.to_dict())
         run.write_json(TASK, recipe.task.to_dict())
@@ -87,7 +92,8 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     started = time.time()
     config.validate()
     quiet_libraries()
-    run = check_run_directory(config, resume, launcher_rank(config.devices))
+    expected_rank = launcher_rank(config.devices)
+    run = check_run_directory(config, resume, expected_rank)
     recipe = build(config, resume)
 
     from gluebox.runs.environment import describe
@@ -114,7 +120,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
         open_run_directory(run, recipe, resume, describe(device) | {
-            "torch_threads": recipe.threads, "processes": fabric.world_size})
+            "torch_threads": recipe.threads, "processes": fabric.world_size}, checked=expected_rank == 0)
         stop.install()
         if logger is not None:
             logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
