@@ -24,11 +24,18 @@ class _Parser(argparse.ArgumentParser):
         raise GlueboxError(f"{message} (see `{self.prog} --help`)")
 
 
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults are applied later so that YAML can sit between."""
+RESUME_HELP = ("Continue an interrupted run from its last checkpoint, with the settings in RUN_DIR/config.yaml. "
+               "It finishes exactly as an uninterrupted run would.")
+
+
+def _add_train_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] = frozenset(),
+                     resume: tuple[str, str] = ("RUN_DIR", RESUME_HELP)) -> None:
+    """One flag per TrainConfig field (but ``exclude``); defaults are applied later so that YAML can sit between."""
     from gluebox.config import config_fields, text_flag, value_type
 
     for f in config_fields():
+        if f.name in exclude:
+            continue
         names = [f"--{f.name}", *f.metadata.get("aliases", ())]
         help_text = f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else "")
         kind = str if text_flag(f) else value_type(f)
@@ -41,11 +48,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
             metavar=f.name.upper() if f.metadata.get("choices") is None or f.name == "task_name" else None,
         )
     parser.add_argument("--config", default=None, help="YAML file of flag values; command-line flags win over it.")
-    parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR",
-        help="Continue an interrupted run from its last checkpoint, with the settings in RUN_DIR/config.yaml. "
-             "It finishes exactly as an uninterrupted run would.",
-    )
+    parser.add_argument("--resume", default=None, metavar=resume[0], help=resume[1])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "Default: a local Ray instance on this machine (loopback only), shut down at the end.")
     sweep.add_argument("--output_dir", default=None, help="The sweep's folder (default: the sweep file's, or runs/sweep-<name>-<time>).")
     sweep.add_argument("--overwrite", action="store_true", help="Replace an existing sweep folder.")
+
+    from gluebox.suite.spec import SET_BY_SUITE
+
+    glue = commands.add_parser("glue", help="Run the GLUE benchmark: every task, results, GLUE score, submission.zip.")
+    glue.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                      help="Tasks to run (comma- or space-separated; default: the nine of the GLUE score). "
+                           "AX is predicted with the mnli run.")
+    glue.add_argument("--output_dir", default=None,
+                      help="The suite's folder (default: $GLUEBOX_RUNS_DIR (or ./runs) / glue-<model>-<time>).")
+    glue.add_argument("--overrides", default=None, metavar="FILE",
+                      help="YAML file of per-task flag values, e.g. {rte: {epochs: 10, learning_rate: 3e-5}}.")
+    glue.add_argument("--address", default=None,
+                      help="Ray cluster to run the tasks on in parallel (auto, HOST:6379 or ray://HOST:10001); "
+                           "default: one after another on this machine.")
+    glue.add_argument("--cpus_per_task", type=float, default=1, help="With --address: CPUs Ray reserves for each task "
+                      "(and its torch threads unless --num_threads is set).")
+    glue.add_argument("--gpus_per_task", type=float, default=0, help="With --address: GPUs Ray reserves for each task.")
+    glue.add_argument("--check", default=None, metavar="ZIP",
+                      help="Only check a submission zip against the test files (--data_dir: a glue_data/ folder; "
+                           "default: the official test sets' sizes); exit 0 when valid, 1 with its problems.")
+    _add_train_flags(glue, exclude=SET_BY_SUITE, resume=(
+        "SUITE", "Continue a suite: complete tasks are skipped, interrupted ones resumed, failed ones run again."))
+    glue.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -131,6 +157,10 @@ def run_command(args: argparse.Namespace) -> int:
 
         sweep(args.sweep_file, address=args.address, output_dir=args.output_dir, overwrite=args.overwrite)
         return 0
+    if args.command == "glue":
+        from gluebox.commands.glue import glue
+
+        return glue(args)
     if args.command == "compare":
         from gluebox.commands.compare import compare
 

@@ -65,6 +65,10 @@ class Task:
     """Other spellings of a label (as in the hub's label names) that map onto a label."""
     glue_folder: str | None = None
     """The task's folder name in GLUE's ``glue_data/`` (``MRPC``, ``SST-2``, ...)."""
+    submission_files: dict[str, str] = field(default_factory=dict)
+    """Test split name to the file name gluebenchmark.com expects in a submission zip."""
+    test_rows: dict[str, int] = field(default_factory=dict)
+    """Test split name to the number of rows of GLUE's official test file (indices 0 to n-1)."""
 
     def to_dict(self) -> dict:
         """What a run directory records so that `evaluate` and `predict` can rebuild the task."""
@@ -95,6 +99,11 @@ class Task:
     def is_pair(self) -> bool:
         return self.text_b is not None
 
+    @property
+    def score_metrics(self) -> tuple[str, ...]:
+        """The validation metrics the GLUE score averages for this task (MNLI: both splits' accuracy)."""
+        return tuple(f"{split}/{metric}" for split in self.validation_splits for metric in self.metrics)
+
 
 def _glue_task(name: str, labels, metrics, main_metric, tsv, test_tsv, **kwargs) -> Task:
     text_a, text_b = TASK_TO_KEYS[name]
@@ -113,6 +122,10 @@ def _glue_task(name: str, labels, metrics, main_metric, tsv, test_tsv, **kwargs)
             split_files[split] = "test_" + split.split("_", 1)[1] + ".tsv"
     split_files.update(kwargs.pop("split_files", {}))
     kwargs.setdefault("glue_folder", _GLUE_FOLDERS[name])
+    kwargs.setdefault("submission_files", {split: file for split, file in _SUBMISSION_FILES.items() if split in test_splits}
+                      if name == "mnli" else {test_splits[0]: _SUBMISSION_FILES[name]})
+    kwargs.setdefault("test_rows", {split: rows for split, rows in _TEST_ROWS.items() if split in test_splits}
+                      if name == "mnli" else {test_splits[0]: _TEST_ROWS[name]})
     return Task(
         name=name,
         text_a=text_a,
@@ -133,6 +146,17 @@ _GLUE_FOLDERS = {
     "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
     "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "ax": "diagnostic",
 }
+
+_SUBMISSION_FILES = {
+    "cola": "CoLA.tsv", "sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "qqp": "QQP.tsv", "stsb": "STS-B.tsv",
+    "test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv", "qnli": "QNLI.tsv", "rte": "RTE.tsv",
+    "wnli": "WNLI.tsv", "ax": "AX.tsv",
+}
+_TEST_ROWS = {
+    "cola": 1063, "sst2": 1821, "mrpc": 1725, "qqp": 390965, "stsb": 1379, "test_matched": 9796,
+    "test_mismatched": 9847, "qnli": 5463, "rte": 3000, "wnli": 146, "ax": 1104,
+}
+"""Rows of GLUE's official test files (as in the hub dataset nyu-mll/glue)."""
 
 _BINARY = ("0", "1")
 _NLI = ("entailment", "neutral", "contradiction")
@@ -206,6 +230,9 @@ GLUE_TASKS: dict[str, Task] = {
 """GLUE tasks by the names ``run_glue.py`` and the ``nyu-mll/glue`` hub dataset use."""
 
 GLUE_TASK_NAMES = tuple(GLUE_TASKS)
+
+GLUE_SCORE_TASKS = tuple(name for name in GLUE_TASKS if name != "ax")
+"""The nine tasks the GLUE score averages (the diagnostic set AX is reported apart)."""
 
 
 def custom_task(

@@ -25,42 +25,12 @@ from typing import Any
 
 from gluebox.errors import GlueboxError
 from gluebox.runs.directory import RunDirectory, atomic_write_text, check_writable
+from gluebox.sweep.cluster import connect, import_ray
 from gluebox.sweep.report import rank_outcomes, read_outcome, write_reports
 from gluebox.sweep.spec import SweepConfig, load_sweep, trial_config, trial_name
 
-INSTALL_HINT = "gluebox sweep needs Ray Tune: pip install 'gluebox[sweep]'"
 TRIALS = "trials"
 TUNE = "tune"
-
-
-def import_ray(local: bool):
-    """Ray, configured before its first import: loopback only for a local instance, no usage stats."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if local:
-        # Ray picks the node's address at import; with this, a local instance uses 127.0.0.1
-        # and its servers listen on the loopback address only.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
-        import ray
-        from ray import tune  # noqa: F401
-    except ImportError:
-        raise GlueboxError(INSTALL_HINT) from None
-    return ray
-
-
-def connect(ray, address: str | None) -> bool:
-    """Connect to Ray; True when this call started a local instance (to shut down afterwards)."""
-    if ray.is_initialized():
-        return False
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=True)
-            return False
-        ray.init(include_dashboard=False, log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise GlueboxError(f"cannot start or reach {where}: {str(error).splitlines()[0]}") from None
-    return True
 
 
 def default_sweep_dir(sweep_file: str) -> Path:

@@ -7,5 +7,5 @@
 - :mod:`gluebox.sweep.report`: the leaderboard (Markdown, CSV), the plot and ``sweep.json``,
   built from the trials' run directories.
 
-Ray is imported only by :mod:`gluebox.commands.sweep` and inside trials (``pip install 'gluebox[sweep]'``).
+Ray is imported only through :mod:`gluebox.sweep.cluster` (by `gluebox sweep` and `gluebox glue --address`) and inside trials (``pip install 'gluebox[sweep]'``).
 """

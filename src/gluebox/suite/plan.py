@@ -1,0 +1,227 @@
+"""The suite's plan, printed before it starts: each task's examples, estimated time and memory.
+
+The time is an estimate for this machine, from a matrix-multiply probe (a second or less) and
+the model's size: a training step costs about 6 x non-embedding parameters FLOPs per token
+(forward and backward), validation and prediction 2 x, at ``EFFICIENCY`` of the probe's speed
+(gluebox's defaults reached 0.66 of it for DistilBERT on 2 CPUs, see the README's benchmark),
+plus a fixed cost per optimizer step (AdamW, clipping) that grows with the parameter count.
+Token counts come from a tokenized sample of each split; the longest sequence (for the memory
+plan) from its longest texts. The memory plan is :func:`gluebox.training.memory.plan`'s, as
+``gluebox train`` will make it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+from gluebox.errors import GlueboxError
+from gluebox.suite.spec import Suite
+from gluebox.tasks import GLUE_TASKS
+
+EFFICIENCY = 0.6
+"""Share of the matrix-multiply probe's FLOP/s that training reaches (measured 0.66 for DistilBERT)."""
+STEP_SECONDS_PER_PARAMETER = 0.12 / 67e6
+"""Fixed work of an optimizer step (fused AdamW, clipping): about 0.12 s for DistilBERT's 67M parameters."""
+SAMPLE = 512
+"""Examples tokenized to estimate a split's mean length."""
+LONGEST_CANDIDATES = 32
+"""Longest texts (in characters) tokenized to find the longest sequence."""
+DAY = 86400.0
+
+
+@dataclass
+class TaskPlan:
+    task: str
+    train: int
+    validation: dict[str, int]
+    test: dict[str, int]
+    """Rows to predict, by submission file name (MNLI's two, and AX with MNLI)."""
+    epochs: int
+    batch_size: int
+    steps: int
+    mean_tokens: float
+    longest: int
+    seconds: float
+    peak_bytes: int
+    memory: str
+    state: str = "to run"
+    """``to run``, ``resume`` or ``complete`` (a complete run is skipped)."""
+
+
+@dataclass
+class SuitePlan:
+    tasks: list[TaskPlan] = field(default_factory=list)
+    gflops: float = 0.0
+    threads: int = 1
+
+    @property
+    def seconds(self) -> float:
+        return sum(t.seconds for t in self.tasks if t.state != "complete")
+
+    def to_dict(self) -> dict:
+        return {"gflops": self.gflops, "threads": self.threads, "seconds": self.seconds,
+                "tasks": [asdict(t) for t in self.tasks]}
+
+    def describe(self) -> str:
+        header = ["task", "state", "train", "validation", "test", "epochs", "steps", "est. time", "memory plan"]
+        rows = []
+        for t in self.tasks:
+            rows.append([t.task, t.state, f"{t.train:,}", " + ".join(f"{n:,}" for n in t.validation.values()),
+                         " + ".join(f"{n:,}" for n in t.test.values()) + (" (+AX)" if "AX.tsv" in t.test else ""),
+                         str(t.epochs), f"{t.steps:,}", "-" if t.state == "complete" else duration(t.seconds),
+                         t.memory])
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+        lines.append(f"  total: about {duration(self.seconds)} on this machine ({self.threads} thread(s), "
+                     f"matrix multiply at {self.gflops:.0f} GFLOP/s)")
+        if self.seconds > DAY:
+            big = sorted((t for t in self.tasks if t.state != "complete"), key=lambda t: -t.seconds)[:2]
+            names = " and ".join(f"{t.task} ({duration(t.seconds)}, {t.train:,} training examples)" for t in big)
+            lines.append(f"WARNING: the suite would take about {self.seconds / DAY:.1f} days on this machine, most of "
+                         f"it {names}; leave tasks out with --tasks, cut them with --max_train_samples, or run on a "
+                         "Ray cluster with --address")
+        return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h 20m``, ``2d 4h``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = seconds / 60
+    if minutes < 60:
+        return f"{minutes:.0f}m"
+    hours, minutes = divmod(int(round(minutes)), 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+    """The best speed of a float32 ``size`` x ``size`` matrix multiply on ``threads`` threads."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def estimate_seconds(non_embedding: int, parameters: int, gflops: float, epochs: int, steps: int,
+                     train_tokens: float, validation_tokens: float, test_tokens: float) -> float:
+    """Training, validation after every epoch, and the test predictions of one task."""
+    rate = gflops * 1e9 * EFFICIENCY
+    train = epochs * 6 * non_embedding * train_tokens / rate + steps * STEP_SECONDS_PER_PARAMETER * parameters
+    evaluate = (epochs * validation_tokens + test_tokens) * 2 * non_embedding / rate
+    return train + evaluate
+
+
+def token_stats(examples, tokenizer, max_seq_length: int, seed: int = 0) -> tuple[float, int]:
+    """Mean tokens per example (from a sample) and the longest sequence (from the longest texts)."""
+    from gluebox.data.encoding import encode
+    from gluebox.data.examples import Examples
+
+    n = len(examples)
+    if n == 0:
+        return 0.0, 1
+    rng = random.Random(seed)
+    sample = rng.sample(range(n), min(n, SAMPLE))
+
+    def chars(i: int) -> int:
+        return len(examples.text_a[i]) + (len(examples.text_b[i]) if examples.text_b is not None else 0)
+
+    longest = sorted(range(n), key=chars)[-LONGEST_CANDIDATES:] if n > SAMPLE else []
+
+    def subset(indices):
+        return Examples([examples.text_a[i] for i in indices],
+                        None if examples.text_b is None else [examples.text_b[i] for i in indices],
+                        None, [examples.ids[i] for i in indices], examples.source)
+
+    lengths = encode(subset(sample), tokenizer, max_seq_length, False).lengths
+    top = int(lengths.max())
+    if longest:
+        top = max(top, int(encode(subset(longest), tokenizer, max_seq_length, False).lengths.max()))
+    return float(lengths.mean()), top
+
+
+def _model_size(model_name_or_path: str, dropout_rate: float):
+    """Parameters, non-embedding parameters and the config of the model, built on the meta device."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from gluebox.training.pretrained import load_config
+
+    model_config = load_config(model_name_or_path, GLUE_TASKS["mrpc"], dropout_rate)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(model_config)
+    except Exception as error:  # noqa: BLE001 - a config transformers cannot build a model from
+        raise GlueboxError(f"cannot build a model from {model_name_or_path}: {str(error).splitlines()[0]}") from None
+    parameters = sum(p.numel() for p in model.parameters())
+    embedding = sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
+    return parameters, max(1, parameters - embedding), model_config
+
+
+def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
+    """Read every task's data (not for complete runs), count and sample it, and plan time and memory.
+
+    Reading everything first also means a missing or malformed file is a one-line error before
+    the suite starts.
+    """
+    from gluebox.config import TrainConfig
+    from gluebox.data.sources import load_split
+    from gluebox.resources import available_cpus
+    from gluebox.training import memory
+    from gluebox.training.pretrained import load_tokenizer
+
+    first = suite.config(suite.tasks[0])
+    tokenizer = load_tokenizer(first.model_name_or_path)
+    parameters, non_embedding, model_config = _model_size(first.model_name_or_path, first.dropout_rate)
+    threads = first.num_threads or available_cpus()
+    plan = SuitePlan(gflops=matmul_gflops(threads), threads=threads)
+    for name in suite.tasks:
+        config = suite.config(name)
+        task = GLUE_TASKS[name]
+        state = states.get(name, "to run")
+        if state == "complete":
+            plan.tasks.append(TaskPlan(name, 0, {}, {}, config.epochs, config.train_batch_size, 0, 0.0, 0, 0.0, 0,
+                                       "-", state))
+            continue
+        train = load_split(config, task, "train").head(config.max_train_samples)
+        validation = {s: load_split(config, task, s).head(config.max_eval_samples) for s in task.validation_splits}
+        tests = {file: load_split(config, task, split) for split, file in task.submission_files.items()}
+        if name == "mnli" and suite.ax:
+            ax_config = TrainConfig(**(config.to_dict() | {"task_name": "ax"}))
+            tests["AX.tsv"] = load_split(ax_config, GLUE_TASKS["ax"], "test")
+        mean, longest = token_stats(train, tokenizer, config.max_seq_length, config.seed)
+        if config.padding == "max_length":
+            mean, longest = float(config.max_seq_length), config.max_seq_length
+        steps = config.epochs * -(-len(train) // config.train_batch_size)
+        seconds = estimate_seconds(
+            non_embedding, parameters, plan.gflops, config.epochs, steps, mean * len(train),
+            mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()))
+        memory_plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget, parameters,
+                                  model_config, longest, config.recompute)
+        text = f"peak {memory_plan.estimated_peak_bytes / 1e9:.2f} GB, "
+        text += (f"micro-batches of at most {memory_plan.micro_batch_tokens} tokens" if memory_plan.micro_batch_tokens
+                 else "whole batches")
+        if memory_plan.over_budget:
+            text += " (OVER BUDGET: the task will be refused)"
+        plan.tasks.append(TaskPlan(name, len(train), {s: len(v) for s, v in validation.items()},
+                                   {f: len(v) for f, v in tests.items()}, config.epochs, config.train_batch_size, steps,
+                                   mean, longest, seconds, memory_plan.estimated_peak_bytes, text, state))
+        del train, validation, tests
+    return plan
