@@ -69,8 +69,10 @@ class SuitePlan:
         header = ["task", "state", "train", "validation", "test", "epochs", "steps", "est. time", "memory plan"]
         rows = []
         for t in self.tasks:
-            rows.append([t.task, t.state, f"{t.train:,}", " + ".join(f"{n:,}" for n in t.validation.values()),
-                         " + ".join(f"{n:,}" for n in t.test.values()) + (" (+AX)" if "AX.tsv" in t.test else ""),
+            test = " + ".join(f"{n:,}" for f, n in t.test.items() if f != "AX.tsv")
+            if "AX.tsv" in t.test:
+                test += f", AX {t.test['AX.tsv']:,}"
+            rows.append([t.task, t.state, f"{t.train:,}", " + ".join(f"{n:,}" for n in t.validation.values()), test,
                          str(t.epochs), f"{t.steps:,}", "-" if t.state == "complete" else duration(t.seconds),
                          t.memory])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
