@@ -482,3 +482,11 @@ def test_tasks_run_in_parallel_as_ray_tasks(tiny_bert, glue_data, tmp_path, monk
     files = read_zip(path / "submission.zip")
     assert [r[0] for r in files["RTE.tsv"][1:]] == build_task("rte")["test"].ids
     assert {r[1] for r in files["WNLI.tsv"][1:]} <= VOCABULARY["wnli"]
+
+
+def test_the_example_overrides_file_loads():
+    from conftest import REPO
+    from gluebox.suite.spec import load_overrides
+
+    overrides = load_overrides(str(REPO / "docs" / "glue-overrides.yaml"))
+    assert overrides["rte"] == {"epochs": 10, "learning_rate": 3e-5} and set(overrides) <= set(NINE)
