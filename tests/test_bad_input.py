@@ -192,6 +192,22 @@ def test_bytes_that_are_not_utf8(capsys, tmp_path, tiny_bert, rte):
 # Models ----------------------------------------------------------------------------------------
 
 
+def test_data_problems_come_before_a_model_that_does_not_load(capsys, tmp_path, rte, monkeypatch):
+    """The data is checked (cheaply) before anything looks at the model, so with both wrong the first
+    error is about the data; a bad row too is reported before the model is loaded."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model in (str(tmp_path / "no-such-model"), "nobody/not-a-model"):
+        refuse(capsys, tmp_path, model, "--data_dir /nope is not a folder", "--task_name", "rte",
+               "--data_dir", "/nope", *quick())
+        refuse(capsys, tmp_path, model, f"data file {tmp_path / 'nope.csv'} does not exist",
+               "--train_file", str(tmp_path / "nope.csv"), "--task_name", "mine", *quick())
+    (rte / "dev.tsv").unlink()
+    refuse(capsys, tmp_path, "nobody/not-a-model", "no dev.tsv", "--task_name", "rte", "--data_dir", str(rte), *quick())
+    write_rte(rte, train=[["0", "A sentence.", " ", "entailment"], *rte_rows(3)])
+    refuse(capsys, tmp_path, "nobody/not-a-model", "line 2: empty text", "--task_name", "rte", "--data_dir", str(rte),
+           *quick())
+
+
 def test_model_folder_without_weights(capsys, tmp_path, tiny_bert, rte):
     only_config = tmp_path / "only-config"
     only_config.mkdir()

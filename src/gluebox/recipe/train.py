@@ -86,11 +86,13 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     reports each epoch to Ray Tune with one); a callback that ends the run on purpose marks it
     ``stopped`` and raises :class:`RunStopped`, which passes through unchanged.
     """
+    from gluebox.data.sources import check_data_files
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
 
     started = time.time()
     config.validate()
+    check_data_files(config)  # cheap; before anything looks at the model
     quiet_libraries()
     expected_rank = launcher_rank(config.devices)
     run = check_run_directory(config, resume, expected_rank)
