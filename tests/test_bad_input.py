@@ -257,6 +257,28 @@ def test_max_seq_length_beyond_the_model(capsys, tmp_path, tiny_bert, rte):
 
 
 @pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["train", "--learning_rte", "3e-5"], "unrecognized arguments: --learning_rte 3e-5; did you mean --learning_rate?"),
+        (["train", "--eopchs=2"], "did you mean --epochs?"),
+        (["evaluate", "RUN", "--splt", "test"], "did you mean --split? (see `gluebox evaluate --help`)"),
+        (["predict", "RUN", "--output", "p.tsv", "--outptu", "q.tsv"], "did you mean --output?"),
+        (["cache", "--no_dta"], "did you mean --no_data?"),
+        (["plot", "RUN", "--tilte", "x"], "did you mean --title?"),
+        (["compare", "A", "B", "--debgu"], "did you mean --debug?"),
+        (["sweep", "FILE", "--adress", "auto"], "did you mean --address?"),
+    ],
+)
+def test_mistyped_flag_suggests_the_closest(capsys, args, phrase):
+    assert_refused(capsys, args, phrase, None)
+
+
+def test_unknown_flag_without_a_close_one_gets_no_suggestion(capsys):
+    line = assert_refused(capsys, ["train", "--zzzz"], "unrecognized arguments: --zzzz", None)
+    assert "did you mean" not in line
+
+
+@pytest.mark.parametrize(
     ("flags", "phrase"),
     [
         (["--learning_rate", "0"], "--learning_rate must be a positive number, got 0"),
