@@ -70,6 +70,41 @@ def test_plot_writes_png_and_markdown(finished_run, tmp_path):
     assert len(table) == 4 and table[2].startswith("| done | 2 |")
 
 
+@pytest.fixture(scope="module")
+def one_epoch_run(tiny_bert, mrpc_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "one-epoch"
+    assert main(train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "1", "--train_batch_size", "8")) == 0
+    return run
+
+
+def test_plot_has_whole_epoch_ticks_and_the_training_loss_of_every_step(one_epoch_run, finished_run, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from gluebox.commands.plot import curves_figure
+    from gluebox.training.recorders import read_step_rows
+
+    for run in (one_epoch_run, finished_run):
+        figure, _ = curves_figure([str(run)])
+        figure.canvas.draw()
+        steps = read_step_rows(run / "steps" / "metrics.csv")
+        epochs = len((run / "metrics.jsonl").read_text().splitlines())
+        for axis in figure.axes:
+            low, high = axis.get_xlim()
+            ticks = [t for t in axis.get_xticks() if low <= t <= high]
+            assert ticks == list(range(epochs + 1)), (axis.get_title(), ticks)  # 0 .. last epoch, nothing between
+            assert all(label.get_text() in {str(e) for e in range(epochs + 1)} for label in axis.get_xticklabels()
+                       if low <= label.get_position()[0] <= high)
+        train_axis = figure.axes[0]
+        each_step = next(line for line in train_axis.get_lines() if "(each step)" in line.get_label())
+        assert list(each_step.get_ydata()) == [float(r["loss"]) for r in steps]
+        x = list(each_step.get_xdata())
+        assert len(x) == len(steps) == 6 * epochs and x[-1] == epochs and x == sorted(x) and x[0] > 0
+        plt.close(figure)
+    output = tmp_path / "one.png"
+    assert main(["plot", str(one_epoch_run), "--output", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_compare_reports_the_first_difference(finished_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     copy.mkdir()
