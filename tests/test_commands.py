@@ -105,6 +105,66 @@ def test_plot_has_whole_epoch_ticks_and_the_training_loss_of_every_step(one_epoc
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_best_model_has_a_model_card_with_the_best_epochs_metrics(finished_run, mrpc_dir):
+    import yaml
+
+    summary = json.loads((finished_run / "summary.json").read_text())
+    text = (finished_run / "best_model" / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    assert {"text-classification", "glue", "mrpc"} <= set(meta["tags"]) and meta["datasets"] == ["nyu-mll/glue"]
+    assert meta["metrics"] == ["accuracy", "f1"] and "base_model" not in meta  # a local folder is no Hub id
+    (index,) = meta["model-index"]
+    assert index["name"] == finished_run.name
+    (result,) = index["results"]
+    assert result["dataset"] == {"name": "GLUE MRPC", "type": "nyu-mll/glue", "config": "mrpc", "split": "validation"}
+    values = {m["type"]: m["value"] for m in result["metrics"]}
+    assert values == {"accuracy": summary["best"]["validation/accuracy"], "f1": summary["best"]["validation/f1"]}
+    body = text.split("---\n", 2)[2]
+    assert f"(epoch {summary['best_epoch']} of 2," in body
+    for heading in ("## Task", "## Data", "## Metrics", "## Training hyperparameters", "## How to use"):
+        assert heading in body
+    assert "Trained on 48 examples" in body and "| `learning_rate` | 2e-05 |" in body
+    assert "AutoModelForSequenceClassification.from_pretrained(path)" in body
+    assert str(mrpc_dir) not in text and str(finished_run.parent) not in text  # no local paths
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(finished_run / "best_model" / "README.md")
+    assert card.data.library_name == "transformers"
+    parsed = card.data.eval_results
+    assert [(r.metric_type, r.metric_value) for r in parsed] == list(values.items())
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in parsed} == {("nyu-mll/glue", "mrpc", "validation")}
+
+
+def test_model_card_of_two_validation_splits_and_of_regression():
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from gluebox.config import TrainConfig
+    from gluebox.runs.model_card import model_card
+    from gluebox.tasks import GLUE_TASKS
+
+    mnli = {"validation_matched/accuracy": 0.81, "validation_matched/loss": 0.5, "validation_mismatched/accuracy": 0.82,
+            "validation_mismatched/loss": 0.49, "validation_matched/fingerprint": "ab"}
+    text = model_card(TrainConfig(task_name="mnli"), GLUE_TASKS["mnli"], mnli, 2, 1000, "mnli-run")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["base_model"] == "distilbert-base-uncased"  # a Hub id
+    results = meta["model-index"][0]["results"]
+    assert [(r["dataset"]["split"], r["metrics"][0]["value"]) for r in results] == [
+        ("validation_matched", 0.81), ("validation_mismatched", 0.82)]
+    assert len(ModelCard(text).data.eval_results) == 2
+
+    stsb = {"validation/pearson": 0.8, "validation/spearmanr": 0.79, "validation/loss": 0.6}
+    config = TrainConfig(task_name="stsb", train_file="/home/someone/scores.csv", validation_file="/home/someone/dev.csv")
+    text = model_card(config, GLUE_TASKS["stsb"], stsb, 1, 10, "run")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert "datasets" not in meta and "glue" not in meta["tags"]
+    assert [m["type"] for m in meta["model-index"][0]["results"][0]["metrics"]] == ["pearson", "spearmanr"]
+    assert "logits.item()" in text and "`scores.csv`, `dev.csv`" in text and "/home/someone" not in text
+
+
 def test_compare_reports_the_first_difference(finished_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -75,6 +75,16 @@ def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
 
+def _model_card(recipe: Recipe, run: RunDirectory):
+    """``best_model/README.md`` of this run, from the exported epoch's validation results."""
+    from gluebox.runs.model_card import model_card
+
+    def card(validation: dict, epoch: int) -> str:
+        return model_card(recipe.config, recipe.task, validation, epoch, len(recipe.encoded["train"]), run.path.name)
+
+    return card
+
+
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
@@ -108,7 +118,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     stop = StopRequest()
     folder = checkpoint_folder(run.path, config.checkpoint_dir)
     checkpoints = Checkpoints(folder, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
-                              config.checkpoint_every_minutes, stop)
+                              config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
     logger = wandb_logger(config, run.path, run.path.name)
     fabric = make_fabric(config, logger, callbacks)
     if fabric.world_size > 1:
