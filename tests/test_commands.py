@@ -72,9 +72,41 @@ def test_plot_writes_png_and_markdown(finished_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def one_epoch_run(tiny_bert, mrpc_dir, tmp_path_factory):
+    """A 1-epoch run of 12 steps (long enough for the measured time estimate), and what it printed."""
+    import contextlib
+    import io
+
     run = tmp_path_factory.mktemp("runs") / "one-epoch"
-    assert main(train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "1", "--train_batch_size", "8")) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "1", "--train_batch_size", "4")) == 0
+    (run.parent / "stdout.txt").write_text(printed.getvalue())
     return run
+
+
+def test_train_says_how_long_it_will_take_and_ends_with_a_summary(one_epoch_run, tmp_path, capsys):
+    import shlex
+
+    lines = (one_epoch_run.parent / "stdout.txt").read_text().splitlines()
+    plan = next(i for i, line in enumerate(lines) if line.startswith("memory plan: "))
+    assert lines[plan + 1].startswith("time estimate: ") and " per epoch on this machine (12 steps, " in lines[plan + 1]
+    assert "a measured estimate follows step 6" in lines[plan + 1]
+    assert any(line.startswith("measured over steps 2-6: ") and "tokens/s" in line and "per epoch" in line
+               and "done around" in line for line in lines[plan + 2:])
+    summary = json.loads((one_epoch_run / "summary.json").read_text())
+    end = lines.index(f"run complete: {one_epoch_run}")
+    tail = lines[end + 1:]
+    assert tail[0].startswith("  best epoch 1 of 1 (by validation/accuracy): ")
+    assert f"validation/accuracy {summary['best']['validation/accuracy']:.4f}" in tail[0]
+    assert tail[1].startswith("  time ") and "peak memory " in tail[1] and " GB RSS (estimated " in tail[1]
+    assert tail[2] == f"  best model: {one_epoch_run / 'best_model'} (Hugging Face format, with a model card)"
+    plot_command, predict_command = tail[3].split(":", 1)[1].split(), tail[4].split(":", 1)[1].split()
+    assert plot_command[:3] == ["gluebox", "plot", str(one_epoch_run)]
+    assert predict_command[:3] == ["gluebox", "predict", str(one_epoch_run)]
+    # The commands it prints work as printed.
+    for command in (plot_command, predict_command):
+        assert main(shlex.split(" ".join(command))[1:]) == 0
+    assert (one_epoch_run / "learning_curves.png").exists() and (one_epoch_run / "predictions.tsv").exists()
 
 
 def test_plot_has_whole_epoch_ticks_and_the_training_loss_of_every_step(one_epoch_run, finished_run, tmp_path):
@@ -98,7 +130,7 @@ def test_plot_has_whole_epoch_ticks_and_the_training_loss_of_every_step(one_epoc
         each_step = next(line for line in train_axis.get_lines() if "(each step)" in line.get_label())
         assert list(each_step.get_ydata()) == [float(r["loss"]) for r in steps]
         x = list(each_step.get_xdata())
-        assert len(x) == len(steps) == 6 * epochs and x[-1] == epochs and x == sorted(x) and x[0] > 0
+        assert len(x) == len(steps) == (12 if run == one_epoch_run else 6 * epochs) and x[-1] == epochs and x == sorted(x) and x[0] > 0
         plt.close(figure)
     output = tmp_path / "one.png"
     assert main(["plot", str(one_epoch_run), "--output", str(output)]) == 0

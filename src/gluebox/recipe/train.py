@@ -110,6 +110,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     from gluebox.runs.environment import describe
     from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
+    from gluebox.training.eta import estimate_epoch_seconds
     from gluebox.training.hardware import device_name
     from gluebox.training.loop import check_validation_shards, fit, make_fabric
     from gluebox.training.signals import StopRequest
@@ -128,6 +129,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     lead = fabric.is_global_zero
     if lead:
         print(recipe.plan.describe(), flush=True)
+        print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
         if fabric.world_size > 1:
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
