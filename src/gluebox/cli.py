@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--data_dir", default=None, help="Check a local GLUE folder instead of downloading the data.")
     cache.add_argument("--no_data", action="store_true", help="Cache only the model and tokenizer.")
 
-    plot = commands.add_parser("plot", help="Plot validation loss and the main metric per epoch of runs.")
+    plot = commands.add_parser("plot", help="Plot the training loss per step, and validation loss and the main metric per epoch, of runs.")
     plot.add_argument("runs", nargs="+", help="Run directories.")
     plot.add_argument("--output", default="learning_curves.png", help="PNG to write; a .md table is written beside it.")
     plot.add_argument("--title", default=None)
