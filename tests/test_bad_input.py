@@ -192,6 +192,22 @@ def test_bytes_that_are_not_utf8(capsys, tmp_path, tiny_bert, rte):
 # Models ----------------------------------------------------------------------------------------
 
 
+def test_data_problems_come_before_a_model_that_does_not_load(capsys, tmp_path, rte, monkeypatch):
+    """The data is checked (cheaply) before anything looks at the model, so with both wrong the first
+    error is about the data; a bad row too is reported before the model is loaded."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model in (str(tmp_path / "no-such-model"), "nobody/not-a-model"):
+        refuse(capsys, tmp_path, model, "--data_dir /nope is not a folder", "--task_name", "rte",
+               "--data_dir", "/nope", *quick())
+        refuse(capsys, tmp_path, model, f"data file {tmp_path / 'nope.csv'} does not exist",
+               "--train_file", str(tmp_path / "nope.csv"), "--task_name", "mine", *quick())
+    (rte / "dev.tsv").unlink()
+    refuse(capsys, tmp_path, "nobody/not-a-model", "no dev.tsv", "--task_name", "rte", "--data_dir", str(rte), *quick())
+    write_rte(rte, train=[["0", "A sentence.", " ", "entailment"], *rte_rows(3)])
+    refuse(capsys, tmp_path, "nobody/not-a-model", "line 2: empty text", "--task_name", "rte", "--data_dir", str(rte),
+           *quick())
+
+
 def test_model_folder_without_weights(capsys, tmp_path, tiny_bert, rte):
     only_config = tmp_path / "only-config"
     only_config.mkdir()
@@ -238,6 +254,28 @@ def test_max_seq_length_beyond_the_model(capsys, tmp_path, tiny_bert, rte):
 
 
 # Flags -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["train", "--learning_rte", "3e-5"], "unrecognized arguments: --learning_rte 3e-5; did you mean --learning_rate?"),
+        (["train", "--eopchs=2"], "did you mean --epochs?"),
+        (["evaluate", "RUN", "--splt", "test"], "did you mean --split? (see `gluebox evaluate --help`)"),
+        (["predict", "RUN", "--output", "p.tsv", "--outptu", "q.tsv"], "did you mean --output?"),
+        (["cache", "--no_dta"], "did you mean --no_data?"),
+        (["plot", "RUN", "--tilte", "x"], "did you mean --title?"),
+        (["compare", "A", "B", "--debgu"], "did you mean --debug?"),
+        (["sweep", "FILE", "--adress", "auto"], "did you mean --address?"),
+    ],
+)
+def test_mistyped_flag_suggests_the_closest(capsys, args, phrase):
+    assert_refused(capsys, args, phrase, None)
+
+
+def test_unknown_flag_without_a_close_one_gets_no_suggestion(capsys):
+    line = assert_refused(capsys, ["train", "--zzzz"], "unrecognized arguments: --zzzz", None)
+    assert "did you mean" not in line
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,37 @@ EPILOG = "Run `gluebox COMMAND --help` for a command's flags. Docs: README.md."
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line with exit code 2 (no usage dump)."""
+    """argparse, but usage errors are one line with exit code 2 (no usage dump), and a mistyped
+    flag gets the closest flag of its command as a suggestion."""
+
+    commands: "argparse._SubParsersAction | None" = None
+    """The subcommands' parsers (on the top-level parser)."""
 
     def error(self, message: str):
         raise GlueboxError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args=None, namespace=None):
+        # parse_known_args, then the unknown flags are reported by the parser of their command.
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(namespace, "command", None)
+            parser = self.commands.choices.get(command, self) if self.commands is not None else self
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{parser.suggestion(extras)}")
+        return namespace
+
+    def suggestion(self, extras: list[str]) -> str:
+        """``; did you mean --flag?`` for the first unknown flag that is close to one of this parser's."""
+        import difflib
+
+        flags = [option for option in self._option_string_actions if option.startswith("--")]
+        for extra in extras:
+            if not extra.startswith("-"):
+                continue
+            name = extra.split("=", 1)[0]
+            close = difflib.get_close_matches(name if name.startswith("--") else f"-{name}", flags, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 RESUME_HELP = ("Continue an interrupted run from its last checkpoint, with the settings in RUN_DIR/config.yaml. "
@@ -56,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks for errors.")
     parser.add_argument("--version", action="version", version=f"gluebox {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = commands
 
     train = commands.add_parser("train", help="Fine-tune a model and write a run directory.")
     _add_train_flags(train)
-    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     evaluate = commands.add_parser("evaluate", help="Score a finished run (or checkpoint) on a split or a file.")
     evaluate.add_argument("run", help="Run directory, or a .ckpt file inside one.")
@@ -84,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--data_dir", default=None, help="Check a local GLUE folder instead of downloading the data.")
     cache.add_argument("--no_data", action="store_true", help="Cache only the model and tokenizer.")
 
-    plot = commands.add_parser("plot", help="Plot validation loss and the main metric per epoch of runs.")
+    plot = commands.add_parser("plot", help="Plot the training loss per step, and validation loss and the main metric per epoch, of runs.")
     plot.add_argument("runs", nargs="+", help="Run directories.")
     plot.add_argument("--output", default="learning_curves.png", help="PNG to write; a .md table is written beside it.")
     plot.add_argument("--title", default=None)
@@ -122,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "default: the official test sets' sizes); exit 0 when valid, 1 with its problems.")
     _add_train_flags(glue, exclude=SET_BY_SUITE, resume=(
         "SUITE", "Continue a suite: complete tasks are skipped, interrupted ones resumed, failed ones run again."))
-    glue.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for command in commands.choices.values():  # `gluebox COMMAND ... --debug` works as `gluebox --debug COMMAND ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 

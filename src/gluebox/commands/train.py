@@ -28,9 +28,38 @@ def train_command(args: argparse.Namespace) -> int:
         config, resume = prepare_resume(args.resume, given_values(args.config, flag_values(args)))
         run = train(config, resume)
     else:
-        run = train(resolve_train_config(args))
+        config = resolve_train_config(args)
+        run = train(config)
     summary = run.read_json(SUMMARY) if run.file(SUMMARY).exists() else None
     if summary is not None:  # rank 0 of a multi-process run, or the only process
-        final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items() if isinstance(v, float))
-        print(f"run complete: {run.path} ({final})", flush=True)
+        print(describe_result(run.path, summary, config), flush=True)
     return 0
+
+
+def describe_result(path, summary: dict, config: TrainConfig) -> str:
+    """The end of a run in a few lines: best epoch and its metrics, time, memory, where the model is,
+    and the commands to plot the run and to predict with it."""
+    import shlex
+
+    from gluebox.runs.directory import BEST_MODEL
+    from gluebox.training.eta import duration
+
+    run = shlex.quote(str(path))
+    best = summary["best"]
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in best.items()
+                        if isinstance(v, float) and "/" in k and not k.startswith("train/"))
+    plan = summary.get("memory_plan") or {}
+    estimated = f" (estimated {plan['estimated_peak_bytes'] / 1e9:.2f} GB)" if plan.get("estimated_peak_bytes") else ""
+    if config.uses_custom_files and config.test_file is None:
+        predict = f"gluebox predict {run} --file YOUR_DATA.csv --output predictions.csv"
+    else:
+        predict = f"gluebox predict {run} --output {shlex.quote(str(path / 'predictions.tsv'))}"
+    return "\n".join([
+        f"run complete: {path}",
+        f"  best epoch {summary['best_epoch']} of {summary['epochs']} (by {summary['main_metric']}): {metrics}",
+        f"  time {duration(summary['wall_time_seconds'])} (training {duration(summary['train_seconds'])}); "
+        f"peak memory {summary['peak_rss_mb'] * 2**20 / 1e9:.2f} GB RSS{estimated}",
+        f"  best model: {path / BEST_MODEL} (Hugging Face format, with a model card)",
+        f"  plot it:    gluebox plot {run} --output {shlex.quote(str(path / 'learning_curves.png'))}",
+        f"  predict:    {predict}",
+    ])

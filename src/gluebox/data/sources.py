@@ -44,6 +44,25 @@ def resolve_task(config: TrainConfig) -> Task:
     return custom_task(config.task_name, config.text_column, config.text_pair_column, tuple(labels))
 
 
+def check_data_files(config: TrainConfig) -> None:
+    """The data files the config names exist (nothing is read): cheap, so it runs before the model
+    is looked at, and a wrong data path is the first error a user sees, not a model that fails to load.
+
+    Only local files are checked; the hub dataset is loaded, with its own errors, in :func:`load_split`.
+    """
+    if config.uses_custom_files:
+        for flag in ("train_file", "validation_file"):
+            path = getattr(config, flag)
+            if path is not None and not Path(path).exists():
+                raise GlueboxError(f"data file {path} does not exist")
+        return
+    task = GLUE_TASKS.get(config.task_name)
+    if config.data_dir is None or task is None or not task.validation_splits:
+        return  # the hub dataset, or errors that resolve_task explains
+    for split in ("train", *task.validation_splits):
+        _glue_file(config.data_dir, task, split)
+
+
 def load_split(config: TrainConfig, task: Task, split: str, file: str | None = None) -> Examples:
     """One split of the task's data, labelled unless it is a test split.
 

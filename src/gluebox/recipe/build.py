@@ -67,10 +67,11 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     task = resolve_task(config)
     if resume is not None and task.to_dict() != resume.task:
         raise GlueboxError(f"cannot resume {resume.run.path}: its data now gives other labels or columns than task.json says")
-    tokenizer = load_tokenizer(config.model_name_or_path)
+    # The data first, then the tokenizer and model: the first error is about the first thing that is wrong.
     examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
     for split in task.validation_splits:
         examples[split] = load_split(config, task, split).head(config.max_eval_samples)
+    tokenizer = load_tokenizer(config.model_name_or_path)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 
     # The model, with the task's head and our dropout rate, in train mode (its new head draws from the seeded generator).

@@ -75,6 +75,16 @@ def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
 
+def _model_card(recipe: Recipe, run: RunDirectory):
+    """``best_model/README.md`` of this run, from the exported epoch's validation results."""
+    from gluebox.runs.model_card import model_card
+
+    def card(validation: dict, epoch: int) -> str:
+        return model_card(recipe.config, recipe.task, validation, epoch, len(recipe.encoded["train"]), run.path.name)
+
+    return card
+
+
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
@@ -86,11 +96,13 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     reports each epoch to Ray Tune with one); a callback that ends the run on purpose marks it
     ``stopped`` and raises :class:`RunStopped`, which passes through unchanged.
     """
+    from gluebox.data.sources import check_data_files
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
 
     started = time.time()
     config.validate()
+    check_data_files(config)  # cheap; before anything looks at the model
     quiet_libraries()
     expected_rank = launcher_rank(config.devices)
     run = check_run_directory(config, resume, expected_rank)
@@ -98,6 +110,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     from gluebox.runs.environment import describe
     from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
+    from gluebox.training.eta import estimate_epoch_seconds
     from gluebox.training.hardware import device_name
     from gluebox.training.loop import check_validation_shards, fit, make_fabric
     from gluebox.training.signals import StopRequest
@@ -106,7 +119,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     stop = StopRequest()
     folder = checkpoint_folder(run.path, config.checkpoint_dir)
     checkpoints = Checkpoints(folder, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
-                              config.checkpoint_every_minutes, stop)
+                              config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
     logger = wandb_logger(config, run.path, run.path.name)
     fabric = make_fabric(config, logger, callbacks)
     if fabric.world_size > 1:
@@ -116,6 +129,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     lead = fabric.is_global_zero
     if lead:
         print(recipe.plan.describe(), flush=True)
+        print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
         if fabric.world_size > 1:
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)

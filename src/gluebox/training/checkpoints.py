@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -192,7 +193,8 @@ class Checkpoints:
     """
 
     def __init__(self, folder: Path, run: RunDirectory, tokenizer, monitor: str,
-                 every_n_steps: int | None, every_minutes: float | None, stop: StopRequest):
+                 every_n_steps: int | None, every_minutes: float | None, stop: StopRequest,
+                 model_card: Callable[[dict, int], str] | None = None):
         self.folder = Path(folder)
         self.path = self.folder / LAST
         self.run = run
@@ -201,6 +203,8 @@ class Checkpoints:
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_minutes * 60 if every_minutes else None
         self.stop = stop
+        self.model_card = model_card
+        """``best_model/README.md`` from the epoch's validation results and the epoch (1-based)."""
         self.pause = Pause.from_environment()
         self.step = 0
         """The last optimizer step the loop finished."""
@@ -244,7 +248,8 @@ class Checkpoints:
             return
         fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"]})
         if fabric.is_global_zero:
-            export_hf_model(state["model"].module, self.tokenizer, self.run.file(BEST_MODEL))
+            card = self.model_card(validation, state["epoch"] + 1) if self.model_card is not None else None
+            export_hf_model(state["model"].module, self.tokenizer, self.run.file(BEST_MODEL), card)
         state["best"] = value
 
     def save(self, fabric, state: dict) -> None:

@@ -1,4 +1,4 @@
-"""``best_model/``: the best model in Hugging Face format, swapped in whole."""
+"""``best_model/``: the best model in Hugging Face format with its model card, swapped in whole."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 from gluebox.runs.directory import disk_full_is_an_error, fsync_folder
 
 
-def export_hf_model(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` of model and tokenizer into ``target``, swapped in by renames.
+def export_hf_model(model, tokenizer, target: Path, card: str | None = None) -> None:
+    """``save_pretrained`` of model and tokenizer into ``target``, with ``card`` as its ``README.md``
+    (the model card), swapped in by renames.
 
     A full disk is a one-line error and leaves the previous export in place.
     """
@@ -20,6 +21,8 @@ def export_hf_model(model, tokenizer, target: Path) -> None:
         with disk_full_is_an_error(target, "the previous best model is kept"):
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            if card is not None:
+                (tmp / "README.md").write_text(card, encoding="utf-8")
             for file in tmp.rglob("*"):
                 if file.is_file():
                     with open(file, "rb") as handle:

@@ -74,6 +74,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     from gluebox.training.checkpoints import RandomState
     from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step, validate
     from gluebox.training.distributed import rank_seed
+    from gluebox.training.eta import MeasuredEstimate
     from gluebox.training.hardware import deterministic
     from gluebox.training.recorders import EpochRecorder, StepRecorder
 
@@ -105,6 +106,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
             raise GlueboxError(f"{resume_from} was saved by an older gluebox (Lightning's Trainer) and "
                                "cannot be resumed; evaluate it, or start the run again") from None
     checkpoints.start(state["global_step"])
+    estimate = MeasuredEstimate(recipe.encoded["train"].num_tokens, len(sampler), config.epochs)
 
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
@@ -127,6 +129,9 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
                 shown = {"loss": loss, "tok/s": row["perf/tokens_per_second"], "peak_mb": row["perf/peak_rss_mb"]}
                 fabric.log_dict(shown | {"epoch": epoch}, step=state["global_step"])
                 bar.update(shown)
+                note = estimate.after_step(batch.num_tokens, epoch, state["global_step"] - epoch * len(sampler))
+                if note is not None and fabric.is_global_zero:
+                    bar.write(note)
                 checkpoints.after_step(fabric, state, end_of_epoch=sampler.served == len(sampler))
 
         validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders)
@@ -155,6 +160,13 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             self.bar.update(1)
+
+    def write(self, text: str) -> None:
+        """A line on stdout that leaves the bar intact."""
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
 
     def __enter__(self):
         return self

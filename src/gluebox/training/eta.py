@@ -1,0 +1,129 @@
+"""How long a run will take on this machine: a rough estimate before training, a measured one after
+the first steps.
+
+Before training (printed beside the memory plan): the epoch's useful work (6 x non-embedding
+parameters x padded training tokens, plus 2 x that per validation token) at the speed of this
+machine's matrix multiplies, measured for a fraction of a second on constant matrices, times the
+share of that speed training reached in ``benchmarks/bench_train.py`` (0.66 with whole batches,
+0.41 under a memory budget's micro-batches). Small models run far below it (fixed work per step
+weighs more), hence the measured estimate: after the first steps of an epoch, the real tokens per
+second of steps 2 onwards, applied to the epoch's real tokens.
+
+Nothing here touches the model, the data order or any random generator: the results of a run are
+the same with and without it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
+"""Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
+memory"): whole batches, and micro-batches under a budget (freed memory returned to the OS)."""
+
+MEASURED_AFTER_STEPS = 6
+"""The measured estimate comes after this many steps of an epoch (the first one is not timed)."""
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min 5 s``, ``3 h 4 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "under 1 s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _about(seconds: float) -> str:
+    return f"about {duration(seconds)}" if seconds >= 1 else duration(seconds)
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 4) -> float:
+    """This process's fp32 matrix-multiply speed (best of ``repeats``), on constant matrices (no random draws)."""
+    import torch
+
+    a = torch.full((size, size), 0.5)
+    b = torch.full((size, size), 0.25)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / max(best, 1e-9) / 1e9
+
+
+def padded_train_tokens(batches: list[list[int]], lengths: np.ndarray, pad_to: int | None) -> int:
+    """Tokens the model runs on in an epoch of ``batches``: each batch padded to its longest (or ``pad_to``)."""
+    return sum(len(batch) * (pad_to or int(lengths[batch].max())) for batch in batches if batch)
+
+
+def padded_eval_tokens(lengths: np.ndarray, batch_size: int, pad_to: int | None) -> int:
+    return padded_train_tokens([list(range(i, min(i + batch_size, len(lengths))))
+                                for i in range(0, len(lengths), batch_size)], lengths, pad_to)
+
+
+def non_embedding_parameters(model) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+
+
+def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
+    """The rough estimate of one epoch (training and validation) and a line that says how it was made."""
+    config = recipe.config
+    pad_to = config.max_seq_length if config.padding == "max_length" else None
+    train = recipe.encoded["train"]
+    tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, pad_to)
+    eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
+                      for s in recipe.task.validation_splits)
+    parameters = non_embedding_parameters(recipe.model)
+    flops = 6 * parameters * tokens + 2 * parameters * eval_tokens
+    gflops = matmul_gflops()
+    share = SHARE_OF_MATMUL_SPEED[bool(recipe.plan.micro_batch_size or recipe.plan.micro_batch_tokens)]
+    seconds = flops / (gflops * 1e9 * share * processes)
+    steps = len(recipe.batch_sampler)
+    line = (f"time estimate: {_about(seconds)} per epoch on this machine ({steps} steps, "
+            f"{tokens:,} padded training tokens, matrix multiplies at {gflops:.0f} GFLOP/s); "
+            f"{config.epochs} epoch(s) {_about(seconds * config.epochs)}; "
+            f"a measured estimate follows step {MEASURED_AFTER_STEPS}")
+    return seconds, line
+
+
+class MeasuredEstimate:
+    """After the first steps of the first epoch this process trains, the measured time per epoch and
+    when the run should end (training only; validation and checkpoints come on top)."""
+
+    def __init__(self, epoch_tokens: int, steps_per_epoch: int, epochs: int):
+        self.epoch_tokens = epoch_tokens
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.steps = 0
+        self.tokens = 0
+        self.started: float | None = None
+        self.done = steps_per_epoch <= MEASURED_AFTER_STEPS  # too short an epoch to tell anything
+
+    def after_step(self, tokens: int, epoch: int, step_in_epoch: int) -> str | None:
+        """The line to print once (after step ``MEASURED_AFTER_STEPS``), else None.
+
+        ``epoch`` is 0-based; ``step_in_epoch`` counts the epoch's steps done, this one included."""
+        if self.done:
+            return None
+        self.steps += 1
+        if self.started is None:  # the first step (allocations, warm caches) is not timed
+            self.started = time.perf_counter()
+            return None
+        self.tokens += tokens
+        if self.steps < MEASURED_AFTER_STEPS:
+            return None
+        self.done = True
+        rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
+        per_epoch = self.epoch_tokens / rate
+        left = per_epoch * (self.epochs - epoch - step_in_epoch / self.steps_per_epoch)
+        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+        return (f"measured over steps 2-{self.steps}: {rate:.0f} tokens/s, {_about(per_epoch)} of training "
+                f"per epoch; {duration(left)} of training left, done around {finish} (validation not counted)")
