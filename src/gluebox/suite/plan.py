@@ -2,7 +2,7 @@
 
 The time is an estimate for this machine, from a matrix-multiply probe (a second or less) and
 the model's size: a training step costs about 6 x non-embedding parameters FLOPs per token
-(forward and backward), validation and prediction 2 x, at ``EFFICIENCY`` of the probe's speed
+(forward and backward), validation and prediction 2 x, at the share of the probe's speed that :mod:`gluebox.training.eta` uses
 (gluebox's defaults reached 0.66 of it for DistilBERT on 2 CPUs, see the README's benchmark),
 plus a fixed cost per optimizer step (AdamW, clipping) that grows with the parameter count.
 Token counts come from a tokenized sample of each split; the longest sequence (for the memory
@@ -12,17 +12,14 @@ plan) from its longest texts. The memory plan is :func:`gluebox.training.memory.
 
 from __future__ import annotations
 
-import math
 import random
-import time
 from dataclasses import asdict, dataclass, field
 
 from gluebox.errors import GlueboxError
 from gluebox.suite.spec import Suite
 from gluebox.tasks import GLUE_TASKS
+from gluebox.training.eta import SHARE_OF_MATMUL_SPEED, duration, matmul_gflops
 
-EFFICIENCY = 0.6
-"""Share of the matrix-multiply probe's FLOP/s that training reaches (measured 0.66 for DistilBERT)."""
 STEP_SECONDS_PER_PARAMETER = 0.12 / 67e6
 """Fixed work of an optimizer step (fused AdamW, clipping): about 0.12 s for DistilBERT's 67M parameters."""
 SAMPLE = 512
@@ -88,44 +85,10 @@ class SuitePlan:
         return "\n".join(lines)
 
 
-def duration(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h 20m``, ``2d 4h``."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes = seconds / 60
-    if minutes < 60:
-        return f"{minutes:.0f}m"
-    hours, minutes = divmod(int(round(minutes)), 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def matmul_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
-    """The best speed of a float32 ``size`` x ``size`` matrix multiply on ``threads`` threads."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        torch.mm(a, b)
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous)
-    return 2 * size**3 / best / 1e9
-
-
 def estimate_seconds(non_embedding: int, parameters: int, gflops: float, epochs: int, steps: int,
                      train_tokens: float, validation_tokens: float, test_tokens: float) -> float:
     """Training, validation after every epoch, and the test predictions of one task."""
-    rate = gflops * 1e9 * EFFICIENCY
+    rate = gflops * 1e9 * SHARE_OF_MATMUL_SPEED[False]
     train = epochs * 6 * non_embedding * train_tokens / rate + steps * STEP_SECONDS_PER_PARAMETER * parameters
     evaluate = (epochs * validation_tokens + test_tokens) * 2 * non_embedding / rate
     return train + evaluate
@@ -193,7 +156,15 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
     tokenizer = load_tokenizer(first.model_name_or_path)
     parameters, non_embedding, model_config = _model_size(first.model_name_or_path, first.dropout_rate)
     threads = first.num_threads or available_cpus()
-    plan = SuitePlan(gflops=matmul_gflops(threads), threads=threads)
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gflops = matmul_gflops()
+    finally:
+        torch.set_num_threads(previous)
+    plan = SuitePlan(gflops=gflops, threads=threads)
     for name in suite.tasks:
         config = suite.config(name)
         task = GLUE_TASKS[name]
