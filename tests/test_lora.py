@@ -13,6 +13,8 @@ import copy
 import csv
 import json
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -202,6 +204,26 @@ def test_resume_after_sigkill_is_identical(tiny, mrpc_dir, lora_run, tmp_path, c
     assert main(["compare", str(run), str(lora_run)]) == 0, capsys.readouterr().out
     resumed, uninterrupted = (results_of(path / "steps" / "metrics.csv") for path in (run, lora_run))
     assert resumed == uninterrupted and len(resumed) == 24
+
+
+def test_two_processes_train_like_one(tiny_distilbert, mrpc_dir, tmp_path):
+    """DDP over 2 CPU processes (Lightning's launcher) trains the adapters as one process does: the
+    adapters start the same in both (drawn from the seed before the processes part ways), and with
+    dropout off the step losses agree up to the order of float sums."""
+    def run_args(output):
+        return args(tiny_distilbert, mrpc_dir, output, "--train_batch_size", "8", "--dropout_rate", "0",
+                    "--lora_dropout", "0", "--accelerator", "cpu", "--num_threads", "1", "--epochs", "1")
+
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert main(run_args(single)) == 0
+    result = subprocess.run([sys.executable, "-m", "gluebox", *run_args(multi), "--devices", "2", "--strategy", "ddp"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (results_of(run / "steps" / "metrics.csv") for run in (single, multi))
+    assert len(one) == len(two) == 6
+    assert [float(r["loss"]) for r in two] == pytest.approx([float(r["loss"]) for r in one], rel=1e-4)
+    assert json.loads((multi / "summary.json").read_text())["processes"] == 2
+    assert (multi / "best_adapter" / "adapter_model.safetensors").exists()
 
 
 # Memory and sweeps --------------------------------------------------------------------------------
