@@ -127,8 +127,8 @@ def test_lora_run_learns_and_writes_merged_model_and_adapter(lora_run, kind):
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (lora_run / "best_adapter").iterdir()}
     adapter = json.loads((lora_run / "best_adapter" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 4 and set(adapter["target_modules"]) == set(TARGETS[kind])
-    plan = json.loads((lora_run / "memory_plan.json").read_text())
-    assert plan["estimated_peak_bytes"] > 0
+    environment = json.loads((lora_run / "environment.json").read_text())
+    assert environment["packages"]["peft"]
 
 
 def test_evaluate_a_checkpoint_scores_exactly_as_the_run(lora_run, tmp_path):

@@ -20,8 +20,9 @@ def export_best(model, tokenizer, run: RunDirectory) -> None:
     lora = is_lora(model)
     export_hf_model(plain_model(model), tokenizer, run.file(BEST_MODEL),
                     state_dict=merged_state_dict(model) if lora else None)
-    if lora:
-        swap_in(run.file(BEST_ADAPTER), model.save_pretrained, "the previous best adapter is kept")
+    if lora:  # no embedding layer is adapted: peft need not ask the hub whether the vocabulary changed
+        swap_in(run.file(BEST_ADAPTER), lambda folder: model.save_pretrained(folder, save_embedding_layers=False),
+                "the previous best adapter is kept")
 
 
 def export_hf_model(model, tokenizer, target: Path, state_dict: dict | None = None) -> None:
