@@ -174,6 +174,7 @@ def test_merged_model_in_plain_transformers_predicts_as_gluebox(lora_run, mrpc_d
     assert plain == gluebox and len(plain) == 16
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
     """best_adapter/ on the base model (PeftModel.from_pretrained) gives best_model/'s logits."""
     from peft import PeftModel
