@@ -243,6 +243,21 @@ def test_memory_plan_counts_frozen_weights_without_gradients_or_optimizer_state(
         estimate_peak_bytes(67_000_000, shape, 1, 1)
 
 
+def test_a_lora_plan_returns_freed_memory_to_the_os(monkeypatch):
+    """The adapters' small temporaries would fragment the heap: a LoRA run always hands freed memory back."""
+    from transformers import BertConfig
+
+    from gluebox import resources
+    from gluebox.training import memory
+
+    monkeypatch.setattr(resources, "memory_limit", lambda: None)
+    shape = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    full = memory.plan(4, None, None, 1_000_000, shape, 64)
+    lora = memory.plan(4, None, None, 1_000_000, shape, 64, trainable_parameters=3_000)
+    assert full.budget_bytes is None and not full.returns_freed_memory
+    assert lora.returns_freed_memory and lora.estimated_peak_bytes == full.estimated_peak_bytes - 12 * 997_000
+
+
 def test_lora_flags_are_searchable_by_a_sweep(tmp_path):
     from gluebox.sweep.spec import load_sweep, trial_config
 

@@ -36,9 +36,10 @@ BYTES_PER_PARAMETER = 16
 BYTES_PER_FROZEN_PARAMETER = 4
 """A frozen parameter (LoRA): its weight alone.
 
-Activations are estimated as for full fine-tuning: with adapters on the query and value, a
-DistilBERT layer saves about 16% less for the backward pass (frozen layers keep no input for a
-weight gradient, but each adapter keeps its own dropped input), so the estimate errs high."""
+Activations are estimated as for full fine-tuning. Measured on DistilBERT (batch 32 x 103 tokens,
+``--recompute``, freed memory returned to the OS), LoRA's forward pass keeps as much as full
+fine-tuning's (989 MiB against 970): frozen layers keep no input for a weight gradient, but each
+adapter keeps its own dropped input; the peak of a step was 1599 MiB against an estimate of 1702."""
 ACT_PER_HIDDEN = 76
 ACT_PER_HEAD_TOKEN = 12
 ACT_PER_HIDDEN_RECOMPUTED = ACT_PER_HIDDEN - 16
@@ -64,7 +65,7 @@ class MemoryPlan:
     estimated_peak_bytes: int
     longest_sequence: int
     returns_freed_memory: bool = False
-    """Whether freed memory is handed back to the OS at once (always under a budget)."""
+    """Whether freed memory is handed back to the OS at once (always under a budget, and with LoRA)."""
     recompute: bool = False
     """Whether attention and activation outputs are recomputed in the backward pass (``--recompute``)."""
 
@@ -216,6 +217,11 @@ def plan(
 
     The cap is the largest token count whose estimate, at the longest sequence, stays under
     ``SAFETY`` times the budget; batches of short examples still run whole.
+
+    With frozen parameters (LoRA), freed memory always goes back to the OS: the adapters' many
+    small temporaries (dropped inputs, low-rank products) otherwise fragment glibc's heap, and
+    RSS stays far above the live tensors (measured on DistilBERT, batch 32 x 103 tokens: the
+    forward pass's RSS grew 1738 MiB instead of 989).
     """
     budget, source = resolve_budget(memory_budget)
     longest = max(1, longest_sequence)
@@ -249,6 +255,6 @@ def plan(
         estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, worst_tokens, longest, recompute,
                                              trainable_parameters),
         longest_sequence=longest,
-        returns_freed_memory=budget is not None,
+        returns_freed_memory=budget is not None or (trainable_parameters or num_parameters) < num_parameters,
         recompute=recompute,
     )
