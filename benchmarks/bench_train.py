@@ -11,7 +11,10 @@ its own.
 The "course" way: every example padded to max_seq_length, plain shuffled batches of 32,
 no micro-batching (``gluebox train --padding max_length --no-group_by_length``). "gluebox":
 the defaults. "lean": the defaults with ``--memory_budget 1.8GB`` (long batches split into
-micro-batches). "course-script" (``--ways course-script,gluebox``): not gluebox at all but
+micro-batches). "lora": the defaults with ``--peft lora``; ``--ways gluebox,lora --steps 0``
+measures it against full fine-tuning over a whole epoch each (peak RSS and epoch time; its
+"useful GFLOP/s" still counts full fine-tuning's 6 FLOPs per parameter and token, though LoRA
+computes no weight gradient for its frozen matrices). "course-script" (``--ways course-script,gluebox``): not gluebox at all but
 ``benchmarks/course_baseline.py``, the course project's own training as its script ran it
 (plain AdamW, dense embedding gradients, dropout left off, Lightning's default Trainer).
 
@@ -51,11 +54,13 @@ WAYS = {
     "gluebox": {"padding": "dynamic", "group_by_length": True},
     "gluebox-kept": {"padding": "dynamic", "group_by_length": True, "recompute": False},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
+    "lora": {"padding": "dynamic", "group_by_length": True, "peft": "lora"},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
 }
 """course: the course project's batches. gluebox: the defaults. gluebox-kept: the defaults with --no-recompute
 (activations kept for the backward pass, as before --recompute). lean: the defaults under --memory_budget 1.8GB.
-course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training."""
+course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
+lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen)."""
 
 PEAK_SIZES = (2048, 3072, 4096)
 """Square ``torch.mm`` sizes for the matmul peak (on 2 cores one size alone can understate it)."""
@@ -357,6 +362,8 @@ def main() -> None:
     if "course" in by_way and "gluebox" in by_way:
         report["speedup"] = by_way["course"]["seconds_per_epoch"] / by_way["gluebox"]["seconds_per_epoch"]
         report["epoch_time_ratio"] = 1 / report["speedup"]
+    if "lora" in by_way and "gluebox" in by_way:
+        report["lora_epoch_time_ratio"] = by_way["lora"]["seconds_per_epoch"] / by_way["gluebox"]["seconds_per_epoch"]
     if "course-script" in by_way and "gluebox" in by_way:
         report["speedup_over_course_script"] = (by_way["course-script"]["seconds_per_epoch"]
                                                 / by_way["gluebox"]["seconds_per_epoch"])
@@ -372,6 +379,8 @@ def main() -> None:
               f"{r['fraction_of_matmul_peak']:>8.0%}")
     if "speedup" in report:
         print(f"gluebox epoch time = {report['epoch_time_ratio']:.2f} x the course way ({report['speedup']:.2f}x faster)")
+    if "lora_epoch_time_ratio" in report:
+        print(f"lora epoch time = {report['lora_epoch_time_ratio']:.2f} x gluebox's full fine-tuning")
     if "speedup_over_course_script" in report:
         print(f"gluebox is {report['speedup_over_course_script']:.2f}x faster than the course script")
 

@@ -32,6 +32,11 @@ from typing import Any
 from gluebox.errors import GlueboxError
 from gluebox.tasks import GLUE_TASK_NAMES
 
+PEFT_METHODS = ("none", "lora")
+"""--peft: full fine-tuning, or LoRA adapters through the peft library."""
+LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+"""Flags that only mean something with --peft lora."""
+
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 """Lightning strategies gluebox supports: one process per device, each with the whole model (DDP)."""
 
@@ -60,6 +65,16 @@ def parse_bytes(text: str | int) -> int:
     number, unit = match.groups()
     unit = (unit or "").lower().rstrip("b")
     return int(float(number) * _UNITS[unit])
+
+
+def parse_names(text: str | None) -> str | None:
+    """``"query, value"`` -> ``"query,value"``: a comma-separated list of names, blanks removed."""
+    if text is None:
+        return None
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    if not names:
+        raise GlueboxError(f"cannot read the list of names '{text}'; write it like query,value")
+    return ",".join(names)
 
 
 def parse_column(name: str | None) -> str | None:
@@ -117,6 +132,24 @@ class TrainConfig:
     max_seq_length: int = _arg(128, "Longest input in tokens; longer pairs are truncated.")
     epochs: int = _arg(3, "Number of training epochs.", aliases=("--num_epochs",))
     seed: int = _arg(42, "Seed for weights of the new head, dropout and data order.")
+
+    # Parameter-efficient fine-tuning (LoRA through peft).
+    peft: str = _arg(
+        "none",
+        "none: train every weight (full fine-tuning). lora: freeze the pretrained weights and train low-rank "
+        "adapters on --lora_target_modules, plus the classification head in full: gradients and AdamW state "
+        "only for those (much less memory); best_model/ holds the adapters merged into the weights.",
+        choices=PEFT_METHODS,
+    )
+    lora_r: int = _arg(8, "LoRA: rank of the adapter matrices (with --peft lora).")
+    lora_alpha: float = _arg(16.0, "LoRA: scaling numerator; the adapters' output is scaled by lora_alpha / lora_r.")
+    lora_dropout: float = _arg(0.1, "LoRA: dropout probability on the adapters' input.")
+    lora_target_modules: str | None = _arg(
+        None,
+        "LoRA: comma-separated names of the linear layers to adapt, e.g. query,value. Default: the attention's "
+        "query and value of the model's architecture (BERT-style query,value; DistilBERT q_lin,v_lin).",
+        parse=parse_names,
+    )
 
     # How batches are built (speed and memory; none of these change the maths).
     padding: str = _arg(
@@ -246,6 +279,18 @@ class TrainConfig:
             raise GlueboxError(f"--checkpoint_every_minutes must be 0 or more, got {self.checkpoint_every_minutes}")
         if self.gradient_clip_val < 0:
             raise GlueboxError(f"--gradient_clip_val must be 0 or more, got {self.gradient_clip_val}")
+        if self.peft not in PEFT_METHODS:
+            raise GlueboxError(f"--peft must be one of {', '.join(PEFT_METHODS)}, got '{self.peft}'")
+        if self.peft == "none":
+            given = [name for name in LORA_FLAGS if getattr(self, name) != _default(name)]
+            if given:
+                raise GlueboxError(f"--{given[0]} only applies to LoRA; add --peft lora (or drop --{given[0]})")
+        if self.lora_r < 1:
+            raise GlueboxError(f"--lora_r must be at least 1, got {self.lora_r}")
+        if not (self.lora_alpha > 0 and math.isfinite(self.lora_alpha)):
+            raise GlueboxError(f"--lora_alpha must be a positive number, got {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise GlueboxError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.strategy not in STRATEGIES:
             raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.train_batch_size < self.processes:
@@ -268,6 +313,10 @@ class TrainConfig:
     @property
     def uses_custom_files(self) -> bool:
         return self.train_file is not None or self.validation_file is not None
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
 
 
 def config_fields() -> list[dataclasses.Field]:

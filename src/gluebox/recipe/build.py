@@ -81,10 +81,16 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
         from gluebox.training.lean import make_lean
 
         make_lean(model)
+    model_config = model.config
+    if config.peft == "lora":  # frozen weights, trainable adapters and head (their A matrices draw from the seed)
+        from gluebox.training.adapters import add_lora
+
+        model = add_lora(model, config)
     if resume is None:
         longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
-                           sum(p.numel() for p in model.parameters()), model.config, longest, config.recompute)
+                           sum(p.numel() for p in model.parameters()), model_config, longest, config.recompute,
+                           trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
         if plan.over_budget:
             memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
     else:

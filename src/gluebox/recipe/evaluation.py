@@ -23,7 +23,12 @@ class LoadedRun:
 
 
 def load_run(path: str) -> LoadedRun:
-    """A run directory's best model, or the weights of a ``.ckpt`` file inside a run directory."""
+    """A run directory's best model, or the weights of a ``.ckpt`` file inside a run directory.
+
+    A LoRA run's ``best_model/`` has its adapters merged in; a checkpoint of one holds the wrapped
+    model, which is rebuilt around ``best_model/`` and given the checkpoint's weights (all of them,
+    the frozen ones too), so that it scores exactly as the run did.
+    """
     from gluebox.training.quiet import quiet_libraries
 
     quiet_libraries()
@@ -54,6 +59,10 @@ def load_run(path: str) -> LoadedRun:
     if checkpoint is not None:
         from gluebox.training.checkpoints import load_weights
 
+        if config.peft == "lora":  # the checkpoint holds the wrapped model: scored unmerged, as in training
+            from gluebox.training.adapters import add_lora
+
+            model = add_lora(model, config)
         load_weights(model, checkpoint)
         weights = str(checkpoint)
     model.eval()

@@ -130,6 +130,10 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     if lead:
         print(recipe.plan.describe(), flush=True)
         print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
+        if config.peft == "lora":
+            from gluebox.training.adapters import describe_lora
+
+            print(describe_lora(recipe.model), flush=True)
         if fabric.world_size > 1:
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)

@@ -30,6 +30,8 @@ SUMMARY = "summary.json"
 STATUS = "status.json"
 MEMORY_PLAN = "memory_plan.json"
 BEST_MODEL = "best_model"
+BEST_ADAPTER = "best_adapter"
+"""``--peft lora`` runs: the best epoch's adapter alone, in peft's format (``best_model/`` has it merged)."""
 STEPS = "steps"
 """``steps/metrics.csv``: every optimizer step's loss, learning rate, throughput and memory
 (written by :class:`gluebox.training.recorders.StepRecorder`). Checkpoints have their own

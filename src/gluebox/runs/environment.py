@@ -8,7 +8,8 @@ from importlib import metadata
 
 from gluebox import resources
 
-PACKAGES = ("gluebox", "torch", "transformers", "tokenizers", "lightning", "torchmetrics", "datasets", "wandb", "numpy")
+PACKAGES = ("gluebox", "torch", "transformers", "tokenizers", "lightning", "torchmetrics", "datasets", "wandb", "numpy",
+            "peft")
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "neon", "asimd")
 
 

@@ -35,8 +35,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox.errors import GlueboxError, RunInterrupted
 from gluebox.training.pause import Pause
-from gluebox.runs.directory import BEST_MODEL, RunDirectory, atomic_write, disk_full_is_an_error
-from gluebox.training.export import export_hf_model
+from gluebox.runs.directory import RunDirectory, atomic_write, disk_full_is_an_error
+from gluebox.training.export import export_best
 from gluebox.training.signals import StopRequest
 
 FOLDER = "checkpoints"
@@ -242,14 +242,15 @@ class Checkpoints:
         return bool(self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
 
     def save_if_best(self, fabric, state: dict, validation: dict) -> None:
-        """``best.ckpt`` (weights) and ``best_model/`` when the monitored metric improved."""
+        """``best.ckpt`` (weights) and ``best_model/`` (LoRA: and ``best_adapter/``) when the monitored
+        metric improved."""
         value = validation.get(self.monitor)
         if value is None or (state["best"] is not None and not value > state["best"]):
             return
         fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"]})
         if fabric.is_global_zero:
             card = self.model_card(validation, state["epoch"] + 1) if self.model_card is not None else None
-            export_hf_model(state["model"].module, self.tokenizer, self.run.file(BEST_MODEL), card)
+            export_best(state["model"].module, self.tokenizer, self.run, card)
         state["best"] = value
 
     def save(self, fabric, state: dict) -> None:
