@@ -63,9 +63,9 @@ def identity(config: dict, environment: dict) -> dict[str, object]:
         "torch": packages.get("torch"),
         "transformers": packages.get("transformers"),
         "device": environment.get("gpu") or environment.get("device"),
+        "instruction set": _capability(environment),
         "threads": environment.get("torch_threads"),
         "processes": environment.get("processes", 1),
-        "instruction set": _capability(environment),
         "MKL": math_libraries.get("mkl"),
         "oneDNN": math_libraries.get("onednn"),
         "MKL_CBWR": variables.get("MKL_CBWR"),
@@ -101,7 +101,7 @@ def why_not_comparable(run_a: RunDirectory, run_b: RunDirectory) -> list[str]:
         if key == "mode":
             reasons.append(f"{a} against {b} mode")
         elif key in ("threads", "processes"):
-            reasons.append(f"{a} {key} against {b}")
+            reasons.append(f"{a} against {b} {key}")
         elif key == "instruction set":
             reasons.append(f"{a} against {b}")
         else:
