@@ -56,11 +56,16 @@ WAYS = {
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
     "lora": {"padding": "dynamic", "group_by_length": True, "peft": "lora"},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
+    "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
+    "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
 }
 """course: the course project's batches. gluebox: the defaults. gluebox-kept: the defaults with --no-recompute
 (activations kept for the backward pass, as before --recompute). lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
-lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen)."""
+lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen).
+portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
+AdamW); portable-t2: the same with --num_threads 2 (what the thread count alone costs). Compare them with gluebox
+(fast): ``--ways gluebox,portable,portable-t2``."""
 
 PEAK_SIZES = (2048, 3072, 4096)
 """Square ``torch.mm`` sizes for the matmul peak (on 2 cores one size alone can understate it)."""
@@ -149,6 +154,10 @@ def worker(args) -> dict:
     """Run one way in this process, one step per "go" line on stdin, and return its measurements."""
     if WAYS[args.way].get("program") == "course_baseline.py":
         return course_script_worker(args)
+    from gluebox.reproducibility import pin
+
+    pin(WAYS[args.way].get("reproducibility", "fast"))  # before torch is imported, as the gluebox command does
+    import torch
     from torch.utils.data import DataLoader
 
     from gluebox import resources
@@ -192,6 +201,9 @@ def worker(args) -> dict:
         "padding": config.padding,
         "group_by_length": config.group_by_length,
         "memory_budget": config.memory_budget,
+        "reproducibility": config.reproducibility,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "adamw": recipe.optim.implementation,
         "threads": threads,
         **timing(sampler, step_tokens, step_padded, len(warmup), len(timed), len(epoch), non_embedding_params),
         "padded_tokens_per_epoch": sum(padded),

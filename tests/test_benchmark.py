@@ -48,3 +48,18 @@ def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_gl
     spans = sorted(span for result in (course, gluebox) for span in result["step_spans"])
     assert len(spans) == 2 * (1 + 3)
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), "two ways ran at once"
+
+
+def test_benchmark_portable_way_runs_its_own_kernels(tiny_distilbert, shared_glue, tmp_path):
+    """The portable way pins its kernels in its own process: AVX2, 1 thread, for-loop AdamW (2 steps)."""
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--model", tiny_distilbert,
+         "--data_dir", str(shared_glue / "MRPC"), "--ways", "gluebox,portable", "--warmup", "0", "--steps", "2",
+         "--output", str(output)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    fast, portable = json.loads(output.read_text())["results"]
+    assert (fast["reproducibility"], portable["reproducibility"]) == ("fast", "portable")
+    assert portable["cpu_capability"] == "AVX2" and portable["threads"] == 1 and portable["adamw"] == "for-loop"
+    assert fast["adamw"] == "fused" and portable["timed_steps"] == 2

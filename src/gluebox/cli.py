@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Tell whether two runs are identical.")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
+    compare.add_argument("--tolerance", type=float, default=1e-4,
+                         help="When the runs differ: the absolute difference within which their metrics count as "
+                              "agreeing (default: 1e-4).")
 
     sweep = commands.add_parser("sweep", help="Search hyperparameters on Ray Tune; writes a leaderboard.")
     sweep.add_argument("sweep_file", help="YAML sweep file: base config, search space, trials (see README).")
@@ -192,14 +195,99 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "compare":
         from gluebox.commands.compare import compare
 
-        return 0 if compare(args.run_a, args.run_b) else 1
+        return 0 if compare(args.run_a, args.run_b, tolerance=args.tolerance) else 1
     build_parser().print_help()
     return 2
+
+
+VALUE_FREE_OPTIONS = frozenset({"--debug", "--no_data", "--overwrite", "--help", "-h"})
+"""Options of evaluate and predict that take no value (every other one takes one)."""
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The last value given to ``name`` (``--name V`` or ``--name=V``), or None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _recorded_mode(path: str) -> str | None:
+    """The mode a run (a run directory, a checkpoint inside one, or a GLUE suite) was started with."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    target = Path(path)
+    folders = [target] if target.is_dir() else list(target.parents)
+    for folder in folders:
+        if (folder / "config.yaml").is_file():
+            saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+            return saved.get("reproducibility") if isinstance(saved, dict) else None
+        if (folder / "suite.json").is_file():
+            configs = json.loads((folder / "suite.json").read_text(encoding="utf-8")).get("configs") or {}
+            return next((c.get("reproducibility") for c in configs.values()), None)
+    return None
+
+
+def reproducibility_mode(argv: list[str]) -> str:
+    """The ``--reproducibility`` mode of this command, read before torch is imported (it must be pinned first).
+
+    ``train`` and ``glue``: the flag, else the ``--config`` file's, else ``$GLUEBOX_REPRODUCIBILITY``; with
+    ``--resume``, the run's (or suite's) recorded mode. ``evaluate`` and ``predict``: the run's recorded
+    mode. ``sweep``: its base config's. Anything unreadable gives ``fast``; the command itself then
+    reports the problem (and a portable run checks that its kernels were pinned).
+    """
+    from gluebox.reproducibility import FAST, VARIABLE
+
+    try:
+        command = next((a for a in argv if not a.startswith("-")), None)
+        if command is None:
+            return FAST
+        rest = argv[argv.index(command) + 1:]
+        if command in ("evaluate", "predict"):
+            i = 0
+            while i < len(rest):
+                if not rest[i].startswith("-"):
+                    return _recorded_mode(rest[i]) or FAST
+                i += 1 if rest[i] in VALUE_FREE_OPTIONS or "=" in rest[i] else 2
+            return FAST
+        if command in ("train", "glue"):
+            if _option(rest, "--resume") is not None:
+                return _recorded_mode(_option(rest, "--resume")) or FAST
+            if _option(rest, "--reproducibility") is not None:
+                return _option(rest, "--reproducibility")
+            if _option(rest, "--config") is not None:
+                from gluebox.config import read_yaml_mapping
+
+                mode = read_yaml_mapping(_option(rest, "--config")).get("reproducibility")
+                if mode is not None:
+                    return str(mode)
+            return os.environ.get(VARIABLE) or FAST
+        if command == "sweep" and rest and not rest[0].startswith("-"):
+            from gluebox.config import read_yaml_mapping
+
+            base = read_yaml_mapping(rest[0]).get("base") or {}
+            if isinstance(base, str):
+                base = read_yaml_mapping(base)
+            return str(base.get("reproducibility") or os.environ.get(VARIABLE) or FAST)
+    except Exception:  # an unreadable file: the command reports it
+        pass
+    return FAST
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("GLUEBOX_DEBUG") == "1"
+    from gluebox.reproducibility import MODES, pin
+
+    mode = reproducibility_mode(argv)
+    if mode in MODES:  # else argparse or the config check says what is wrong
+        pin(mode)
     try:
         args = build_parser().parse_args(argv)
         return run_command(args)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gluebox import reproducibility
 from gluebox.errors import GlueboxError
 from gluebox.tasks import GLUE_TASK_NAMES
 
@@ -181,7 +182,16 @@ class TrainConfig:
         parse=parse_bytes,
     )
     num_threads: int | None = _arg(
-        None, "Torch CPU threads. Default: the CPUs this process may use (the container's CPU quota included)."
+        None, "Torch CPU threads. Default: the CPUs this process may use (the container's CPU quota included); "
+        "1 per process under --reproducibility portable."
+    )
+    reproducibility: str = _arg(
+        "fast",
+        "fast: this CPU's fastest kernels; runs are identical on the same machine. portable: the same numbers "
+        "on every x86-64 CPU with AVX2 (Intel or AMD): AVX2 kernels, MKL's compatible path, 1 thread per process "
+        "unless --num_threads is given, for-loop AdamW; slower.",
+        choices=reproducibility.MODES,
+        env=reproducibility.VARIABLE,
     )
 
     # Where things go.
@@ -250,6 +260,8 @@ class TrainConfig:
             parse = f.metadata.get("parse")
             if parse is not None:
                 setattr(self, f.name, parse(getattr(self, f.name)) if getattr(self, f.name) is not None else None)
+        if self.reproducibility == reproducibility.PORTABLE and self.num_threads is None:
+            self.num_threads = reproducibility.PORTABLE_THREADS  # written to config.yaml: part of the run's identity
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -291,6 +303,7 @@ class TrainConfig:
             raise GlueboxError(f"--lora_alpha must be a positive number, got {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:
             raise GlueboxError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        reproducibility.check_mode(self.reproducibility)
         if self.strategy not in STRATEGIES:
             raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.train_batch_size < self.processes:

@@ -57,9 +57,13 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     from gluebox.training import memory
     from gluebox.training.classifier import OptimConfig
     from gluebox.training.distributed import threads_per_process
-    from gluebox.training.hardware import configure_threads
+    from gluebox.training.hardware import configure_threads, deterministic
     from gluebox.training.pretrained import check_tokenizer_fits, load_model, load_tokenizer
 
+    from gluebox.reproducibility import FAST, check_pinned
+
+    check_pinned(config.reproducibility)
+    deterministic()  # from the first kernel on (the model's new head included)
     threads = configure_threads(resume.threads if resume is not None
                                 else threads_per_process(config.num_threads, config.devices))
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -121,6 +125,8 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
         for s in task.validation_splits
     ]
     optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,
-                        config.gradient_clip_val, fused=config.precision == "32")
+                        config.gradient_clip_val,
+                        fused=config.precision == "32" and config.reproducibility == FAST,
+                        for_loop=config.reproducibility != FAST)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
                   val_loaders, optim, threads)

@@ -108,8 +108,10 @@ def _fabric(loaded: LoadedRun):
     """One process on the run's accelerator, deterministic kernels; the model on its device."""
     import lightning as L
 
+    from gluebox.reproducibility import check_pinned
     from gluebox.training.hardware import configure_threads, deterministic
 
+    check_pinned(loaded.config.reproducibility)
     configure_threads(loaded.config.num_threads)
     deterministic()
     fabric = L.Fabric(accelerator=loaded.config.accelerator, devices=1)

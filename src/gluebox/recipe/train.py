@@ -138,7 +138,9 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
         open_run_directory(run, recipe, resume, describe(device) | {
-            "torch_threads": recipe.threads, "processes": fabric.world_size}, checked=expected_rank == 0)
+            "torch_threads": recipe.threads, "processes": fabric.world_size,
+            "reproducibility": config.reproducibility, "adamw": recipe.optim.implementation,
+            "precision": config.precision}, checked=expected_rank == 0)
         stop.install()
         if logger is not None:
             logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})

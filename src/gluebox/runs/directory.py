@@ -32,6 +32,10 @@ MEMORY_PLAN = "memory_plan.json"
 BEST_MODEL = "best_model"
 BEST_ADAPTER = "best_adapter"
 """``--peft lora`` runs: the best epoch's adapter alone, in peft's format (``best_model/`` has it merged)."""
+PREDICTIONS = "validation_predictions.npz"
+"""The last epoch's validation predictions, one array per split in dataset order (class ids as int64,
+scores as float32): the bytes whose sha256 is the epoch's fingerprint. ``gluebox compare`` counts
+the examples two runs predict differently from them."""
 STEPS = "steps"
 """``steps/metrics.csv``: every optimizer step's loss, learning rate, throughput and memory
 (written by :class:`gluebox.training.recorders.StepRecorder`). Checkpoints have their own
@@ -253,6 +257,25 @@ class RunDirectory:
         for r in records:
             writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
         atomic_write_text(self.file(METRICS_CSV), buffer.getvalue())
+
+    def write_predictions(self, predictions: dict) -> None:
+        """``validation_predictions.npz`` holding ``{split: array}`` (compressed)."""
+        import numpy as np
+
+        atomic_write(self.file(PREDICTIONS), lambda file: np.savez_compressed(file, **predictions))
+
+    def read_predictions(self) -> dict | None:
+        """``{split: array}`` from ``validation_predictions.npz``, or None when the run has none."""
+        import numpy as np
+
+        path = self.file(PREDICTIONS)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError) as error:
+            raise GlueboxError(f"{path} is corrupt ({error})") from None
 
     def metrics(self) -> list[dict]:
         path = self.file(METRICS_JSONL)

@@ -39,6 +39,14 @@ class OptimConfig:
     fused: bool = True
     """Fused AdamW where the device has it; off under mixed precision, whose loss scaling unscales
     gradients before clipping (a fused optimizer unscales them inside its own step)."""
+    for_loop: bool = False
+    """The for-loop AdamW (``--reproducibility portable``): PyTorch's reference implementation, one
+    tensor at a time on every device, instead of the fused kernel or CUDA's default ``foreach``."""
+
+    @property
+    def implementation(self) -> str:
+        """For the run record: ``fused``, ``for-loop`` or ``default`` (torch's choice for the device)."""
+        return "for-loop" if self.for_loop else "fused" if self.fused else "default"
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -62,7 +70,8 @@ def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int, devic
 
     optimizer = torch.optim.AdamW(parameter_groups(model, optim.weight_decay), lr=optim.learning_rate,
                                   eps=optim.adam_epsilon,
-                                  fused=optim.fused and fused_adamw_supported(device))
+                                  fused=optim.fused and not optim.for_loop and fused_adamw_supported(device),
+                                  foreach=False if optim.for_loop else None)
     return optimizer, get_linear_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
 
 
@@ -133,8 +142,11 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
     return batch_loss.item()
 
 
-def validate(fabric, model, task: Task, splits: list[str], loaders) -> dict[str, float | str | int]:
+def validate(fabric, model, task: Task, splits: list[str], loaders,
+             keep: dict | None = None) -> dict[str, float | str | int]:
     """Each split's loss, metrics, fingerprint and example count, over the examples of every process.
+
+    ``keep``, when given, receives each split's predictions in dataset order (the fingerprinted array).
 
     torchmetrics gathers its states from all processes in ``compute()``; the summed loss and
     count are reduced here, and the predictions gathered and put in dataset order. Each
@@ -164,7 +176,10 @@ def validate(fabric, model, task: Task, splits: list[str], loaders) -> dict[str,
             results[f"{split}/loss"] = total / max(1, count)
             for name, value in metrics.compute().items():
                 results[f"{split}/{name}"] = float(value)
-            digest, examples = PredictionFingerprint.combine(all_gather_objects(fingerprint.state()))
+            ordered = PredictionFingerprint.ordered(all_gather_objects(fingerprint.state()))
+            digest, examples = PredictionFingerprint.digest(ordered), len(ordered)
+            if keep is not None:
+                keep[split] = ordered
             if examples != int(count):
                 raise RuntimeError(f"{split}: {examples} predictions for {int(count)} validation examples")
             results[f"{split}/fingerprint"] = digest

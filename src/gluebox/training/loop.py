@@ -134,7 +134,10 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
                     bar.write(note)
                 checkpoints.after_step(fabric, state, end_of_epoch=sampler.served == len(sampler))
 
-        validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders)
+        kept: dict = {}
+        validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders, keep=kept)
+        if fabric.is_global_zero:
+            run.write_predictions(kept)
         fabric.log_dict({k: v for k, v in validation.items() if isinstance(v, float)}, step=state["global_step"])
         checkpoints.save_if_best(fabric, state, validation)
         train_loss = state["train_loss_sum"] / max(1, state["train_examples"])

@@ -101,9 +101,15 @@ class PredictionFingerprint:
 
         Raises ``RuntimeError`` unless the positions are exactly ``0 .. n-1``, each once.
         """
+        preds = PredictionFingerprint.ordered(states)
+        return PredictionFingerprint.digest(preds), len(preds)
+
+    @staticmethod
+    def ordered(states: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The predictions of all ``states`` in dataset order (what the fingerprint hashes)."""
         filled = [(i, p) for i, p in states if len(i)]
         if not filled:
-            return hashlib.sha256().hexdigest(), 0
+            return np.zeros(0, dtype=np.int64)
         indices = np.concatenate([i for i, _ in filled])
         preds = np.concatenate([p for _, p in filled])
         order = np.argsort(indices, kind="stable")
@@ -111,7 +117,12 @@ class PredictionFingerprint:
             raise RuntimeError(
                 f"validation predictions do not cover each of the {len(indices)} examples exactly once"
             )
-        return hashlib.sha256(np.ascontiguousarray(preds[order]).tobytes()).hexdigest(), len(indices)
+        return np.ascontiguousarray(preds[order])
+
+    @staticmethod
+    def digest(preds: np.ndarray) -> str:
+        """The fingerprint of predictions in dataset order."""
+        return hashlib.sha256(np.ascontiguousarray(preds).tobytes()).hexdigest()
 
     def hexdigest(self) -> str:
         """The fingerprint of this process's predictions alone."""
