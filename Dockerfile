@@ -5,6 +5,8 @@
 #   docker run --rm --init --cpus 2 --memory 8g -v "$PWD/runs:/runs" --env-file .env \
 #       gluebox train --task_name mrpc --model_name_or_path distilbert-base-uncased
 #
+# Another hub or a proxy for the pre-cache only: --build-arg HF_ENDPOINT=... / HUB_PROXY=... (stage 5;
+# neither reaches the final image).
 # Offline bake (no hub at build time): put a model directory and/or GLUE task directory
 # under docker/bake/ and pass --build-arg MODEL=/opt/bake/<model> --build-arg DATA_DIR=/opt/bake/<TASK>.
 # See docs/docker.md. Only the legacy builder's syntax is used (no BuildKit features).

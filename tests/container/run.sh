@@ -53,6 +53,6 @@ export GLUEBOX_HOST_MODEL=$model
 export GLUEBOX_HOST_DATA_DIR=$glue/MRPC
 export GLUEBOX_GLUE_DIR=$glue
 export GLUEBOX_CONTAINER_REPORT=$report
-"$PYTHON" -m pytest tests/container -m container -v -s -p no:cacheprovider "$@"
+"$PYTHON" -m pytest tests/container -m container -v -s -p no:cacheprovider --durations=0 "$@"
 echo "run.sh: report in $report" >&2
 cat "$report"/memory-*.json 2>/dev/null || true
