@@ -5,6 +5,8 @@
 #   docker run --rm --init --cpus 2 --memory 8g -v "$PWD/runs:/runs" --env-file .env \
 #       gluebox train --task_name mrpc --model_name_or_path distilbert-base-uncased
 #
+# Another hub or a proxy for the pre-cache only: --build-arg HF_ENDPOINT=... / HUB_PROXY=... (stage 5;
+# neither reaches the final image).
 # Offline bake (no hub at build time): put a model directory and/or GLUE task directory
 # under docker/bake/ and pass --build-arg MODEL=/opt/bake/<model> --build-arg DATA_DIR=/opt/bake/<TASK>.
 # See docs/docker.md. Only the legacy builder's syntax is used (no BuildKit features).
@@ -50,9 +52,9 @@ RUN set -e; sp=/opt/venv/lib/python3.11/site-packages; \
     python -c "import torch, transformers, datasets, lightning, torchmetrics, wandb, matplotlib, pandas, pyarrow, sympy, networkx"
 
 # ---------------------------------------------------------------------------------------
-# Stage 4: the runtime image. Layers: user -> deps -> bake inputs -> code -> model/data cache.
+# Stage 4: the runtime image's files. Layers: user -> deps -> bake inputs -> code.
 # ---------------------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM python:3.11-slim AS runtime
 ARG UID=1000
 ARG GID=1000
 ENV PATH=/opt/venv/bin:$PATH \
@@ -86,16 +88,35 @@ ENV GLUEBOX_MODEL=$MODEL \
 
 USER gluebox
 WORKDIR /runs
-# Pre-cache model + tokenizer + dataset as the runtime user (the datasets cache needs
-# write access for its lock files). Group/other write so `docker run --user <uid>` works too.
+
+# ---------------------------------------------------------------------------------------
+# Stage 5: the pre-cache of model + tokenizer + dataset, in a stage of its own so that its
+# download settings never reach the final image (which copies only /opt/hf-cache from it:
+# its build args are in no layer, no `docker history` line and no ENV of the image).
+#   HF_ENDPOINT  another hub than https://huggingface.co (a mirror; the tests' Hub stand-in)
+#   HUB_PROXY    an HTTP(S) proxy for these downloads only (pip does not use it)
+# Both unset by default: a plain build downloads from the Hugging Face Hub.
+# ---------------------------------------------------------------------------------------
+FROM runtime AS cache
+ARG HF_ENDPOINT
+ARG HUB_PROXY
+# Runs as the runtime user (the datasets cache needs write access for its lock files).
+# Group/other write so `docker run --user <uid>` works too.
 RUN set -e; \
-    if [ -n "$DATA_DIR" ]; then \
-      gluebox cache --model_name_or_path "$MODEL" --task_name "$TASK" --data_dir "$DATA_DIR"; \
+    if [ -z "$HF_ENDPOINT" ]; then unset HF_ENDPOINT; fi; \
+    if [ -n "$HUB_PROXY" ]; then export HTTP_PROXY="$HUB_PROXY" HTTPS_PROXY="$HUB_PROXY"; fi; \
+    if [ -n "$GLUEBOX_DATA_DIR" ]; then \
+      gluebox cache --model_name_or_path "$GLUEBOX_MODEL" --task_name "$GLUEBOX_TASK" --data_dir "$GLUEBOX_DATA_DIR"; \
     else \
-      gluebox cache --model_name_or_path "$MODEL" --task_name "$TASK"; \
+      gluebox cache --model_name_or_path "$GLUEBOX_MODEL" --task_name "$GLUEBOX_TASK"; \
     fi; \
-    chmod -R a+rwX "$HF_HOME"; \
-    rm -rf /tmp/matplotlib
+    chmod -R a+rwX "$HF_HOME"
+
+# ---------------------------------------------------------------------------------------
+# Stage 6: the runtime image = stage 4 + the pre-cached model and data.
+# ---------------------------------------------------------------------------------------
+FROM runtime
+COPY --from=cache --chown=gluebox:gluebox /opt/hf-cache/ /opt/hf-cache/
 
 # From here on the hub is never contacted: everything comes from the image's caches.
 ENV HF_HUB_OFFLINE=1 \

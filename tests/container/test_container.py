@@ -1,12 +1,19 @@
-"""The Docker image, run with a real engine: offline under Codespace limits, same results as the
-host, bounded memory, no leaked secrets.
+"""The Docker image, built and run with a real engine: built as a user builds it (its pre-cache step
+downloading through a stand-in for the Hugging Face Hub), the README's first command offline,
+offline under Codespace limits, same results as the host, bounded memory, no leaked secrets.
 
-These tests need an image built by ``tests/container/run.sh`` (which starts the engine, bakes the
-shipped MiniLM model and the MRPC TSVs into the image, and sets the variables below). Without
-``GLUEBOX_IMAGE`` they are skipped, so the normal ``pytest`` run never touches Docker.
+These tests need the engine that ``tests/container/run.sh`` starts and the variables it sets. The
+session fixture :func:`built_image` builds the image once, before the first test: the default
+build (``MODEL=distilbert-base-uncased``, ``TASK=mrpc``) with ``HF_ENDPOINT`` and ``HUB_PROXY``
+pointing at :class:`hub_server.HubStandIn` on 127.0.0.1 (``--network=host``), from a build context
+with the shipped MiniLM model and the MRPC TSVs under ``docker/bake/`` (the other tests train
+those). Without ``GLUEBOX_IMAGE`` the tests are skipped, so the normal ``pytest`` run never touches
+Docker.
 
 Environment (all set by run.sh):
-  GLUEBOX_IMAGE              image tag under test
+  GLUEBOX_IMAGE              tag of the image the session builds
+  DOCKER_BUILD_EXTRA_ARGS    flags for `docker build` (the sandbox's --network=host and torch index)
+  GLUEBOX_GLUE_DIR           the GLUE data (MRPC, RTE, SST-2) the Hub stand-in serves as nyu-mll/glue
   GLUEBOX_IMAGE_MODEL        model path inside the image (e.g. /opt/bake/model)
   GLUEBOX_IMAGE_DATA_DIR     GLUE MRPC directory inside the image (e.g. /opt/bake/MRPC)
   GLUEBOX_HOST_MODEL         the same model on the host
@@ -18,13 +25,20 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from hub_server import HubStandIn, build_distilbert, build_glue
+
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGE = os.environ.get("GLUEBOX_IMAGE")
 
@@ -151,6 +165,85 @@ def perf_figures(run_dir: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in summary.items() if any(w in k.lower() for w in ("rss", "memory", "peak", "batch", "perf"))}
+
+
+@dataclass
+class Build:
+    """The session's image build through the Hub stand-in."""
+
+    hub: HubStandIn
+    """The stand-in the pre-cache step downloaded from (stopped): its requests, what it did not understand."""
+    seconds: float
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_image(tmp_path_factory) -> Build:
+    """Build ``GLUEBOX_IMAGE`` once per session: the default build (its pre-cache step downloads
+    ``distilbert-base-uncased`` and ``nyu-mll/glue`` mrpc) with the Hub stand-in as ``HF_ENDPOINT``
+    and ``HUB_PROXY``, from a context with MiniLM and the MRPC TSVs under docker/bake/. The build
+    log, ``docker history`` and the image size go to the report directory."""
+    host_model, host_data = _env("GLUEBOX_HOST_MODEL"), _env("GLUEBOX_HOST_DATA_DIR")
+    folder = tmp_path_factory.mktemp("hub")
+    model = build_distilbert(folder / "distilbert-base-uncased", host_model)
+    glue, infos = build_glue(folder / "glue", Path(_env("GLUEBOX_GLUE_DIR")))
+    context = tmp_path_factory.mktemp("build-context")
+    subprocess.run([str(REPO / "docker" / "make-bake-context.sh"), str(context), host_model, host_data],
+                   check=True, capture_output=True, text=True)
+    report = report_dir()
+    start = time.monotonic()
+    with HubStandIn([model, glue], infos) as hub:
+        args = ["build", *shlex.split(os.environ.get("DOCKER_BUILD_EXTRA_ARGS", "")),
+                "--build-arg", f"HF_ENDPOINT={hub.endpoint}", "--build-arg", f"HUB_PROXY={hub.endpoint}",
+                "-t", IMAGE, str(context)]
+        print(f"docker {' '.join(args)}")
+        with (report / "build.log").open("w") as log:
+            proc = subprocess.run(["docker", *args], stdout=log, stderr=subprocess.STDOUT, timeout=3600)
+    seconds = time.monotonic() - start
+    shutil.rmtree(context, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    build_log = (report / "build.log").read_text()
+    assert proc.returncode == 0, f"docker build exited {proc.returncode}:\n{build_log[-4000:]}"
+    print("\n".join(line for line in build_log.splitlines() if line.startswith(("Step ", "Successfully"))))
+    print(f"image built in {seconds:.0f}s, {len(hub.requests)} requests to the Hub stand-in")
+    history = docker("history", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE, check=True).stdout
+    (report / "history.txt").write_text("\n".join(line[:160] for line in history.splitlines()) + "\n")
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", IMAGE, check=True).stdout)
+    (report / "size.txt").write_text(f"image size: {size} bytes ({size / 1e9:.2f} GB, {size / 2**20:.0f} MiB)\n")
+    print(history + (report / "size.txt").read_text())
+    return Build(hub, seconds)
+
+
+def test_first_command_offline_in_an_image_built_through_the_hub(built_image, tmp_path):
+    """0. The build's pre-cache step downloaded the model and MRPC through the Hub stand-in (and asked
+    it nothing it does not understand); the stand-in's address is in no layer, history line or
+    setting of the image; the README's first command then trains offline (--network none)."""
+    hub = built_image.hub
+    print("\n".join(hub.requests))
+    hub.check()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "mrpc/train-00000-of-00001.parquet",
+                 "mrpc/validation-00000-of-00001.parquet"):
+        assert hub.fetched(name), f"the build did not download {name}"
+    assert not hub.fetched("rte/train-00000-of-00001.parquet")
+
+    address = hub.endpoint.removeprefix("http://")
+    history = docker("history", "--no-trunc", IMAGE, check=True).stdout
+    config = docker("image", "inspect", IMAGE, check=True).stdout
+    for text in (history, config):
+        for needle in (address, "HF_ENDPOINT", "HUB_PROXY"):
+            assert needle not in text, f"{needle} is in the image's history or config"
+    env = json.loads(docker("image", "inspect", "--format", "{{json .Config.Env}}", IMAGE, check=True).stdout)
+    assert "HF_HUB_OFFLINE=1" in env and "GLUEBOX_MODEL=distilbert-base-uncased" in env, env
+    assert not stream_contains(["docker", "save", IMAGE], address.encode()), "the stand-in's address is in a layer"
+
+    runs = runs_volume(tmp_path)
+    first = ["train", "--task_name", "mrpc", "--model_name_or_path", "distilbert-base-uncased"]
+    proc = run_gluebox(runs, [*first, "--max_train_samples", "8", "--max_eval_samples", "8", "--epochs", "1",
+                              "--wandb_mode", "disabled", "--no-progress_bar"], docker_args=CODESPACE)
+    assert proc.returncode == 0, show(proc)
+    (run_dir,) = [path.parent for path in runs.glob("*/summary.json")]
+    summary = assert_complete_run(run_dir)
+    assert summary["model"] == "distilbert-base-uncased" and summary["task"] == "mrpc", summary
+    assert summary["train_examples"] == 8 and summary["final"]["validation/examples"] == 8, summary
 
 
 def test_offline_full_epoch_under_codespace_limits(tmp_path):
