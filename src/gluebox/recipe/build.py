@@ -94,7 +94,8 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
         longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
                            sum(p.numel() for p in model.parameters()), model_config, longest, config.recompute,
-                           trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
+                           trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                           release_memory=config.release_memory)
         if plan.over_budget:
             memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
     else:

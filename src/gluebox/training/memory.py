@@ -212,6 +212,7 @@ def plan(
     longest_sequence: int,
     recompute: bool = False,
     trainable_parameters: int | None = None,
+    release_memory: bool = False,
 ) -> MemoryPlan:
     """Cap micro-batches by padded tokens so that the estimated peak fits the budget.
 
@@ -255,6 +256,7 @@ def plan(
         estimated_peak_bytes=estimate_peak_bytes(num_parameters, model_config, worst_tokens, longest, recompute,
                                              trainable_parameters),
         longest_sequence=longest,
-        returns_freed_memory=budget is not None or (trainable_parameters or num_parameters) < num_parameters,
+        returns_freed_memory=(release_memory or budget is not None
+                              or (trainable_parameters or num_parameters) < num_parameters),
         recompute=recompute,
     )
