@@ -53,8 +53,7 @@ WAYS = {
     "course": {"padding": "max_length", "group_by_length": False},
     "gluebox": {"padding": "dynamic", "group_by_length": True},
     "gluebox-kept": {"padding": "dynamic", "group_by_length": True, "recompute": False},
-    "gluebox-heap": {"padding": "dynamic", "group_by_length": True, "release_memory": False},
-    "gluebox-before": {"padding": "dynamic", "group_by_length": True, "recompute": False, "release_memory": False},
+    "gluebox-release": {"padding": "dynamic", "group_by_length": True, "release_memory": True},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
     "lora": {"padding": "dynamic", "group_by_length": True, "peft": "lora"},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
@@ -62,8 +61,8 @@ WAYS = {
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
 }
 """course: the course project's batches. gluebox: the defaults. gluebox-kept: the defaults with --no-recompute
-(activations kept for the backward pass, as before --recompute). gluebox-heap: the defaults with
---no-release_memory (freed memory kept in glibc's heap). gluebox-before: both off, the defaults before either existed. lean: the defaults under --memory_budget 1.8GB.
+(activations kept for the backward pass, as before --recompute). gluebox-release: the defaults with
+--release_memory (freed memory back to the OS at once). lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen).
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
