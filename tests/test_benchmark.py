@@ -28,15 +28,20 @@ def test_stratified_sample_spans_the_length_distribution():
     assert stratified(batches, sizes, 500) == batches
 
 
-def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_glue, tmp_path):
+def run_benchmark(model: str, shared_glue, tmp_path, ways: str, warmup: int, steps: int) -> dict:
+    """``benchmarks/bench_train.py`` on real MRPC with ``ways``; its results JSON."""
     output = tmp_path / "results.json"
     subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--model", tiny_distilbert,
-         "--data_dir", str(shared_glue / "MRPC"), "--ways", "course,gluebox", "--warmup", "1", "--steps", "3",
+        [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--model", model,
+         "--data_dir", str(shared_glue / "MRPC"), "--ways", ways, "--warmup", str(warmup), "--steps", str(steps),
          "--output", str(output)],
         check=True, capture_output=True, text=True, timeout=600,
     )
-    report = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_glue, tmp_path):
+    report = run_benchmark(tiny_distilbert, shared_glue, tmp_path, "course,gluebox", warmup=1, steps=3)
     course, gluebox = report["results"]
     assert (course["way"], gluebox["way"]) == ("course", "gluebox")
     assert course["timed_steps"] == gluebox["timed_steps"] == 3
@@ -52,14 +57,7 @@ def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_gl
 
 def test_benchmark_portable_way_runs_its_own_kernels(tiny_distilbert, shared_glue, tmp_path):
     """The portable way pins its kernels in its own process: AVX2, 1 thread, for-loop AdamW (2 steps)."""
-    output = tmp_path / "results.json"
-    subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--model", tiny_distilbert,
-         "--data_dir", str(shared_glue / "MRPC"), "--ways", "gluebox,portable", "--warmup", "0", "--steps", "2",
-         "--output", str(output)],
-        check=True, capture_output=True, text=True, timeout=600,
-    )
-    fast, portable = json.loads(output.read_text())["results"]
+    fast, portable = run_benchmark(tiny_distilbert, shared_glue, tmp_path, "gluebox,portable", warmup=0, steps=2)["results"]
     assert (fast["reproducibility"], portable["reproducibility"]) == ("fast", "portable")
     assert portable["cpu_capability"] == "AVX2" and portable["threads"] == 1 and portable["adamw"] == "for-loop"
     assert fast["adamw"] == "fused" and portable["timed_steps"] == 2
