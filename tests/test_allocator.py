@@ -1,22 +1,32 @@
-"""Freed tensor memory goes back to the OS: by default, and always under a memory budget."""
+"""The C allocator: gluebox restarts itself under mimalloc, and freed memory goes back to the OS when asked."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from conftest import train_args
+from fixtures import write_mrpc
+
+from gluebox import allocator
+from gluebox.cli import allocator_choice
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = r"""
 import sys
 import torch
-from gluebox.training.allocator import return_freed_memory_to_os
+from gluebox.allocator import active, return_freed_memory_to_os
 
 def rss_mib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
 
-if sys.argv[1] == "fixed":
+if sys.argv[1] == "release":
     assert return_freed_memory_to_os()
 block = torch.ones(4 * 2**20 // 4)  # freeing a 4 MiB block raises glibc's dynamic threshold
 del block
@@ -26,19 +36,99 @@ for _ in range(50):  # 150 MiB of 3 MiB tensors, each followed by a small tensor
     blocks.append(torch.ones(3 * 2**20 // 4))
     pins.append(torch.ones(64 * 1024 // 4))
 del blocks
-print(rss_mib() - before)
+print(active(), rss_mib() - before)
 """
 
+needs_mimalloc = pytest.mark.skipif(allocator.mimalloc_library() is None, reason="mimalloc's wheel is Linux-only")
 
-def retained_mib(mode: str) -> int:
-    result = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
-    return int(result.stdout.strip().splitlines()[-1])
+
+def retained_mib(mode: str, preload: Path | None = None) -> tuple[str, int]:
+    """(allocator, MiB still resident) after a probe frees 150 MiB of tensors it allocated among live ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_") and k != "LD_PRELOAD"}
+    if preload is not None:
+        env |= {"LD_PRELOAD": str(preload), "MIMALLOC_PURGE_DELAY": allocator.PURGE_DELAY_MS}
+    result = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=env)
+    name, mib = result.stdout.strip().splitlines()[-1].split()
+    return name, int(mib)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_freed_tensors_leave_rss_under_a_budget_but_not_by_default():
-    assert retained_mib("fixed") < 20
-    assert retained_mib("dynamic") > 100, "the probe no longer shows glibc keeping freed memory"
+def test_glibc_keeps_freed_tensors_unless_asked_to_return_them():
+    assert retained_mib("release") == ("system", pytest.approx(0, abs=20))
+    name, kept = retained_mib("keep")
+    assert name == "system" and kept > 100, "the probe no longer shows glibc keeping freed memory"
+
+
+@needs_mimalloc
+def test_mimalloc_keeps_freed_tensors_for_reuse_unless_asked_to_return_them():
+    """Also proves that :data:`gluebox.allocator.MI_OPTION_PURGE_DELAY` is the purge delay's number."""
+    library = allocator.mimalloc_library()
+    assert retained_mib("release", library) == ("mimalloc", pytest.approx(0, abs=20))
+    name, kept = retained_mib("keep", library)
+    assert name == "mimalloc" and kept > 100
+
+
+def run_environment(tmp_path: Path, *extra: str) -> dict:
+    """environment.json of a short `python -m gluebox train`, the way a user starts it."""
+    from conftest import make_tiny_model
+
+    model = tmp_path / "model"
+    if not model.exists():
+        make_tiny_model(model)
+    data = write_mrpc(tmp_path / "mrpc", train_rows=16, dev_rows=8)
+    run = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", allocator.VARIABLE)}
+    args = train_args(str(model), run, "--task_name", "mrpc", "--data_dir", str(data), "--epochs", "1", *extra)
+    result = subprocess.run([sys.executable, "-m", "gluebox", *args], capture_output=True, text=True,
+                            env=env | {"PYTHONPATH": str(REPO / "src")}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads((run / "environment.json").read_text())
+
+
+@needs_mimalloc
+def test_the_command_restarts_itself_under_mimalloc_by_default_and_not_with_system(tmp_path):
+    default = run_environment(tmp_path)
+    assert default["allocator"] == "mimalloc"
+    assert default["mimalloc_purge_delay_ms"] == allocator.PURGE_DELAY_MS
+    system = run_environment(tmp_path, "--allocator", "system")
+    assert system["allocator"] == "system" and system["mimalloc_purge_delay_ms"] is None
+
+
+def test_allocator_is_read_before_parsing_from_flag_config_environment_or_the_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(allocator.VARIABLE, raising=False)
+    assert allocator_choice(["train", "--task_name", "rte"]) == "mimalloc"
+    assert allocator_choice(["train", "--allocator", "system"]) == "system"
+    assert allocator_choice(["train", "--allocator=system"]) == "system"
+    config = tmp_path / "config.yaml"
+    config.write_text("allocator: system\n")
+    assert allocator_choice(["train", "--config", str(config)]) == "system"
+    monkeypatch.setenv(allocator.VARIABLE, "system")
+    assert allocator_choice(["train"]) == "system"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("allocator: mimalloc\n")
+    assert allocator_choice(["train", "--resume", str(run)]) == "mimalloc"
+    assert allocator_choice(["train", "--resume", str(run), "--allocator", "system"]) == "system"  # no effect on the maths
+    assert allocator_choice(["predict", str(run), "--input", "x.tsv"]) == "mimalloc"
+
+
+def test_the_restarted_process_gives_its_children_the_users_ld_preload(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/lib/libmimalloc.so.3")
+    monkeypatch.setenv(allocator.REEXECUTED, "")
+    allocator.settle_after_reexecution()
+    assert "LD_PRELOAD" not in os.environ and allocator.REEXECUTED not in os.environ
+    monkeypatch.setenv("LD_PRELOAD", "/lib/libmimalloc.so.3 /opt/users.so")
+    monkeypatch.setenv(allocator.REEXECUTED, "/opt/users.so")
+    allocator.settle_after_reexecution()
+    assert os.environ["LD_PRELOAD"] == "/opt/users.so"
+
+
+def test_an_unknown_allocator_is_one_line(capsys):
+    from gluebox.cli import main
+
+    assert main(["train", "--allocator", "tcmalloc", "--model_name_or_path", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allocator" in err and "mimalloc" in err
 
 
 def test_memory_plan_returns_freed_memory_when_asked_and_always_under_a_budget():
@@ -52,4 +142,3 @@ def test_memory_plan_returns_freed_memory_when_asked_and_always_under_a_budget()
     assert plan(32, None, None, 66_000_000, config, 103, release_memory=True).returns_freed_memory
     kept = plan(32, None, None, 66_000_000, config, 103, release_memory=False)
     assert kept.returns_freed_memory == (kept.budget_bytes is not None)  # a container limit is a budget
-

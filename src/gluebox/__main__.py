@@ -1,5 +1,5 @@
 """Allow ``python -m gluebox``."""
 
-from gluebox.cli import main
+from gluebox.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

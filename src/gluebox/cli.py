@@ -215,8 +215,8 @@ def _option(argv: list[str], name: str) -> str | None:
     return value
 
 
-def _recorded_mode(path: str) -> str | None:
-    """The mode a run (a run directory, a checkpoint inside one, or a GLUE suite) was started with."""
+def _recorded(path: str, name: str) -> str | None:
+    """A setting a run (a run directory, a checkpoint inside one, or a GLUE suite) was started with."""
     import json
     from pathlib import Path
 
@@ -227,57 +227,75 @@ def _recorded_mode(path: str) -> str | None:
     for folder in folders:
         if (folder / "config.yaml").is_file():
             saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-            return saved.get("reproducibility") if isinstance(saved, dict) else None
+            return saved.get(name) if isinstance(saved, dict) else None
         if (folder / "suite.json").is_file():
             configs = json.loads((folder / "suite.json").read_text(encoding="utf-8")).get("configs") or {}
-            return next((c.get("reproducibility") for c in configs.values()), None)
+            return next((c.get(name) for c in configs.values()), None)
     return None
 
 
-def reproducibility_mode(argv: list[str]) -> str:
-    """The ``--reproducibility`` mode of this command, read before torch is imported (it must be pinned first).
+def early_setting(argv: list[str], name: str, variable: str, default: str, resumable: bool = False) -> str:
+    """A setting of this command that must be known before torch is imported (``reproducibility``,
+    ``allocator``), read from the command line without parsing it.
 
-    ``train`` and ``glue``: the flag, else the ``--config`` file's, else ``$GLUEBOX_REPRODUCIBILITY``; with
-    ``--resume``, the run's (or suite's) recorded mode. ``evaluate`` and ``predict``: the run's recorded
-    mode. ``sweep``: its base config's. Anything unreadable gives ``fast``; the command itself then
-    reports the problem (and a portable run checks that its kernels were pinned).
+    ``train`` and ``glue``: the flag, else the ``--config`` file's, else ``$VARIABLE``; with
+    ``--resume``, the run's (or suite's) recorded setting, unless the setting is ``resumable`` and the flag
+    is given. ``evaluate`` and ``predict``: the run's
+    recorded setting. ``sweep``: its base config's. Anything unreadable gives ``default``; the command
+    itself then reports the problem.
     """
-    from gluebox.reproducibility import FAST, VARIABLE
-
+    flag = f"--{name}"
     try:
         command = next((a for a in argv if not a.startswith("-")), None)
         if command is None:
-            return FAST
+            return default
         rest = argv[argv.index(command) + 1:]
         if command in ("evaluate", "predict"):
             i = 0
             while i < len(rest):
                 if not rest[i].startswith("-"):
-                    return _recorded_mode(rest[i]) or FAST
+                    return str(_recorded(rest[i], name) or default)
                 i += 1 if rest[i] in VALUE_FREE_OPTIONS or "=" in rest[i] else 2
-            return FAST
+            return default
         if command in ("train", "glue"):
+            if resumable and _option(rest, flag) is not None:
+                return _option(rest, flag)
             if _option(rest, "--resume") is not None:
-                return _recorded_mode(_option(rest, "--resume")) or FAST
-            if _option(rest, "--reproducibility") is not None:
-                return _option(rest, "--reproducibility")
+                return str(_recorded(_option(rest, "--resume"), name) or default)
+            if _option(rest, flag) is not None:
+                return _option(rest, flag)
             if _option(rest, "--config") is not None:
                 from gluebox.config import read_yaml_mapping
 
-                mode = read_yaml_mapping(_option(rest, "--config")).get("reproducibility")
-                if mode is not None:
-                    return str(mode)
-            return os.environ.get(VARIABLE) or FAST
+                value = read_yaml_mapping(_option(rest, "--config")).get(name)
+                if value is not None:
+                    return str(value)
+            return os.environ.get(variable) or default
         if command == "sweep" and rest and not rest[0].startswith("-"):
             from gluebox.config import read_yaml_mapping
 
             base = read_yaml_mapping(rest[0]).get("base") or {}
             if isinstance(base, str):
                 base = read_yaml_mapping(base)
-            return str(base.get("reproducibility") or os.environ.get(VARIABLE) or FAST)
+            return str(base.get(name) or os.environ.get(variable) or default)
     except Exception:  # an unreadable file: the command reports it
         pass
-    return FAST
+    return default
+
+
+def reproducibility_mode(argv: list[str]) -> str:
+    """The ``--reproducibility`` mode of this command, read before torch is imported (it must be pinned
+    first; a portable run then checks that its kernels were pinned). See :func:`early_setting`."""
+    from gluebox.reproducibility import FAST, VARIABLE
+
+    return early_setting(argv, "reproducibility", VARIABLE, FAST)
+
+
+def allocator_choice(argv: list[str]) -> str:
+    """The ``--allocator`` of this command, read before Python has allocated much (see :func:`early_setting`)."""
+    from gluebox.allocator import MIMALLOC, VARIABLE
+
+    return early_setting(argv, "allocator", VARIABLE, MIMALLOC, resumable=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,5 +324,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+ALLOCATING_COMMANDS = frozenset({"train", "evaluate", "predict", "glue", "sweep", "cache"})
+"""The commands that hold a model and its tensors, and so run under ``--allocator``."""
+
+
+def entry() -> int:
+    """The ``gluebox`` console command (and ``python -m gluebox``): :func:`main`, under the chosen allocator.
+
+    Only this entry re-executes the process (:func:`gluebox.allocator.reexecute_under`); :func:`main`
+    called from Python keeps the caller's allocator.
+    """
+    from gluebox import allocator
+
+    allocator.settle_after_reexecution()
+    argv = sys.argv[1:]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in ALLOCATING_COMMANDS and "--help" not in argv and "-h" not in argv:
+        allocator.reexecute_under(allocator_choice(argv))
+    return main(argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

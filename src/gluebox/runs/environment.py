@@ -3,19 +3,21 @@
 It holds every setting that bears on a run's numbers to the last bit (``gluebox compare`` reads it
 to say whether two runs could be identical): the CPU's vendor, model and instruction sets, the
 instruction set torch's kernels actually run with, the variables that pin ATen, oneDNN and MKL
-(:mod:`gluebox.reproducibility`), the math libraries' versions, threads, device and packages.
+(:mod:`gluebox.reproducibility`), the math libraries' versions, threads, device and packages; and the
+C allocator the process ran with (:mod:`gluebox.allocator`: it moves memory and speed, not numbers).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
 
-from gluebox import resources
+from gluebox import allocator, resources
 
 PACKAGES = ("gluebox", "torch", "transformers", "tokenizers", "lightning", "torchmetrics", "datasets", "wandb", "numpy",
-            "peft")
+            "peft", "cmeel-mimalloc")
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "neon", "asimd")
 
 
@@ -70,6 +72,8 @@ def describe(device: str) -> dict:
         "cpu_isa": isa,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "variables": pinned_variables(),
+        "allocator": allocator.active(),
+        "mimalloc_purge_delay_ms": os.environ.get("MIMALLOC_PURGE_DELAY") if allocator.active() == allocator.MIMALLOC else None,
         "math_libraries": math_libraries(torch.__config__.show()),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cpus_available": resources.available_cpus(),
