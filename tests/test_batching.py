@@ -95,3 +95,23 @@ def test_memory_plan_caps_tokens_only_when_the_budget_needs_it():
     assert hopeless.over_budget and "WARNING" in hopeless.describe()
     explicit = plan(32, 8, None, params, config, 103)
     assert explicit.micro_batch_size == 8 and explicit.micro_batch_tokens is None
+
+
+def test_memory_plan_applies_the_token_cap_and_the_budget_lowers_it():
+    from transformers import DistilBertConfig
+
+    from gluebox.config import TrainConfig
+    from gluebox.training.memory import plan
+
+    config, params, cap = DistilBertConfig(), 66_955_010, TrainConfig().micro_batch_tokens
+    capped = plan(32, None, "100GB", params, config, 103, micro_batch_tokens=cap)
+    assert capped.micro_batch_tokens == cap < 32 * 103 and capped.worst_case_micro_batches == 2
+    whole = plan(32, None, "100GB", params, config, 103, micro_batch_tokens=0)
+    assert whole.micro_batch_tokens is None
+    assert capped.estimated_peak_bytes < whole.estimated_peak_bytes
+    short = plan(32, None, "100GB", params, config, 40, micro_batch_tokens=cap)
+    assert short.micro_batch_tokens is None, "batches under the cap run whole"
+    narrow = plan(32, None, "100GB", params, config, 103, micro_batch_tokens=50)
+    assert narrow.micro_batch_tokens == 103 and narrow.worst_case_micro_batches == 32  # one example at a time
+    tight = plan(32, None, "2.5GB", params, config, 103, micro_batch_tokens=cap)
+    assert tight.micro_batch_tokens < cap and not tight.over_budget

@@ -104,6 +104,10 @@ def test_micro_batches_do_not_change_the_maths(tiny_bert, mrpc_dir, tmp_path):
     assert json.loads((micro / "memory_plan.json").read_text())["micro_batch_size"] == 3
     assert step_losses(micro) == pytest.approx(step_losses(full), rel=1e-5)
     assert records(micro)[-1]["validation/loss"] == pytest.approx(records(full)[-1]["validation/loss"], rel=1e-5)
+    capped = quick(tiny_bert, mrpc_dir, tmp_path / "capped", "--epochs", "1", "--dropout_rate", "0",
+                   "--micro_batch_tokens", "40")
+    assert json.loads((capped / "memory_plan.json").read_text())["micro_batch_tokens"] is not None
+    assert step_losses(capped) == pytest.approx(step_losses(full), rel=1e-5)
 
 
 def test_run_directory_is_complete_and_loadable(tiny_bert, mrpc_dir, tmp_path):

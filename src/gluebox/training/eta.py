@@ -21,7 +21,8 @@ import numpy as np
 
 SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
 """Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
-memory"): whole batches, and micro-batches under a budget (freed memory returned to the OS)."""
+memory"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
+with micro-batches)."""
 
 MEASURED_AFTER_STEPS = 6
 """The measured estimate comes after this many steps of an epoch (the first one is not timed)."""
@@ -84,7 +85,7 @@ def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
     parameters = non_embedding_parameters(recipe.model)
     flops = 6 * parameters * tokens + 2 * parameters * eval_tokens
     gflops = matmul_gflops()
-    share = SHARE_OF_MATMUL_SPEED[bool(recipe.plan.micro_batch_size or recipe.plan.micro_batch_tokens)]
+    share = SHARE_OF_MATMUL_SPEED[recipe.plan.returns_freed_memory]
     seconds = flops / (gflops * 1e9 * share * processes)
     steps = len(recipe.batch_sampler)
     line = (f"time estimate: {_about(seconds)} per epoch on this machine ({steps} steps, "

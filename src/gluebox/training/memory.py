@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from gluebox import resources
+from gluebox import allocator, resources
 from gluebox.config import parse_bytes
 from gluebox.errors import GlueboxError
 
 BASE_PROCESS_BYTES = 520 * 2**20
 """Resident memory besides weights, optimizer state and activations: imports, data, tokenizer.
 
-Under a budget, freed memory goes back to the OS (:mod:`gluebox.training.allocator`), so RSS follows
+Under a budget, freed memory goes back to the OS (:mod:`gluebox.allocator`), so RSS follows
 live tensors. Measured on 2 cores with a DistilBERT-shaped model: 1273 MiB between steps =
 about 507 MiB + 12 bytes per parameter (weights and AdamW moments)."""
 BYTES_PER_PARAMETER = 16
@@ -213,16 +213,19 @@ def plan(
     recompute: bool = False,
     trainable_parameters: int | None = None,
     release_memory: bool = False,
+    micro_batch_tokens: int | None = None,
 ) -> MemoryPlan:
-    """Cap micro-batches by padded tokens so that the estimated peak fits the budget.
+    """Cap micro-batches by padded tokens: at ``micro_batch_tokens`` (``--micro_batch_tokens``; 0 or
+    None: no cap), and lower when the estimated peak would not fit the budget.
 
-    The cap is the largest token count whose estimate, at the longest sequence, stays under
+    The budget's cap is the largest token count whose estimate, at the longest sequence, stays under
     ``SAFETY`` times the budget; batches of short examples still run whole.
 
-    With frozen parameters (LoRA), freed memory always goes back to the OS: the adapters' many
-    small temporaries (dropped inputs, low-rank products) otherwise fragment glibc's heap, and
-    RSS stays far above the live tensors (measured on DistilBERT, batch 32 x 103 tokens: the
-    forward pass's RSS grew 1738 MiB instead of 989).
+    With frozen parameters (LoRA) under glibc's malloc, freed memory always goes back to the OS:
+    the adapters' many small temporaries (dropped inputs, low-rank products) otherwise fragment
+    glibc's heap, and RSS stays far above the live tensors (measured on DistilBERT, batch 32 x 103
+    tokens: the forward pass's RSS grew 1738 MiB instead of 989). mimalloc (the default allocator)
+    does not need it, and returning memory at once cost LoRA a third of its speed in page faults.
     """
     budget, source = resolve_budget(memory_budget)
     longest = max(1, longest_sequence)
@@ -230,11 +233,15 @@ def plan(
         # No limit was set: plan for the memory free now, but only when whole batches would not fit it.
         free, free_source = available_budget(None)
         whole = (min(micro_batch_size, batch_size) if micro_batch_size else batch_size) * longest
+        if micro_batch_tokens:
+            whole = min(whole, max(micro_batch_tokens, longest))
         if estimate_peak_bytes(num_parameters, model_config, whole, longest, recompute, trainable_parameters) > free * SAFETY:
             budget, source = free, free_source
     size = min(micro_batch_size, batch_size) if micro_batch_size else None
     full_tokens = (size or batch_size) * longest
     tokens = None
+    if micro_batch_tokens and max(micro_batch_tokens, longest) < full_tokens:
+        tokens = full_tokens = max(micro_batch_tokens, longest)
     if budget is not None:
         def fits(count: int) -> bool:
             return estimate_peak_bytes(num_parameters, model_config, count, longest, recompute,
@@ -257,6 +264,7 @@ def plan(
                                              trainable_parameters),
         longest_sequence=longest,
         returns_freed_memory=(release_memory or budget is not None
-                              or (trainable_parameters or num_parameters) < num_parameters),
+                              or ((trainable_parameters or num_parameters) < num_parameters
+                                  and allocator.active() == allocator.SYSTEM)),
         recompute=recompute,
     )
