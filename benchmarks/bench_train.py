@@ -50,8 +50,10 @@ import time
 from pathlib import Path
 
 WAYS = {
-    "course": {"padding": "max_length", "group_by_length": False},
+    "course": {"padding": "max_length", "group_by_length": False, "micro_batch_tokens": 0},
     "gluebox": {"padding": "dynamic", "group_by_length": True},
+    "gluebox-glibc": {"padding": "dynamic", "group_by_length": True, "allocator": "system", "micro_batch_tokens": 0},
+    "gluebox-purge5s": {"padding": "dynamic", "group_by_length": True, "env": {"MIMALLOC_PURGE_DELAY": "5000"}},
     "gluebox-kept": {"padding": "dynamic", "group_by_length": True, "recompute": False},
     "gluebox-release": {"padding": "dynamic", "group_by_length": True, "release_memory": True},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
@@ -60,9 +62,11 @@ WAYS = {
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
 }
-"""course: the course project's batches. gluebox: the defaults. gluebox-kept: the defaults with --no-recompute
+"""course: the course project's batches. gluebox: the defaults (mimalloc). gluebox-glibc: the defaults before
+mimalloc and the token cap (--allocator system --micro_batch_tokens 0: glibc's heap, whole batches). gluebox-kept: the defaults with --no-recompute
 (activations kept for the backward pass, as before --recompute). gluebox-release: the defaults with
---release_memory (freed memory back to the OS at once). lean: the defaults under --memory_budget 1.8GB.
+--release_memory (freed memory back to the OS at once). gluebox-purge5s: the defaults with mimalloc's
+purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen).
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
@@ -162,7 +166,7 @@ def worker(args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from gluebox import resources
+    from gluebox import allocator, resources
     from gluebox.config import TrainConfig
     from gluebox.recipe.build import build
     from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step
@@ -170,7 +174,7 @@ def worker(args) -> dict:
     from gluebox.training.loop import make_fabric
     from gluebox.training.quiet import quiet_libraries
 
-    way = WAYS[args.way]
+    way = {key: value for key, value in WAYS[args.way].items() if key != "env"}
     quiet_libraries()
     config = TrainConfig(model_name_or_path=args.model, data_dir=args.data_dir, **way)
     recipe = build(config)
@@ -204,6 +208,7 @@ def worker(args) -> dict:
         "group_by_length": config.group_by_length,
         "memory_budget": config.memory_budget,
         "reproducibility": config.reproducibility,
+        "allocator": allocator.active(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "adamw": recipe.optim.implementation,
         "threads": threads,
@@ -252,6 +257,8 @@ def course_script_worker(args) -> dict:
 
     import course_baseline
 
+    from gluebox import allocator
+
     with tempfile.TemporaryDirectory() as output_dir:
         module, data, kwargs = course_baseline.build(args.model, args.data_dir, output_dir)
         train = data.dataset["train"]
@@ -280,6 +287,7 @@ def course_script_worker(args) -> dict:
         "padding": "max_length",
         "group_by_length": False,
         "memory_budget": None,
+        "allocator": allocator.active(),
         "threads": torch.get_num_threads(),
         **timing(sampler, sizes.tokens, sizes.padded, len(warmup), len(timed), len(epoch),
                  sum(p.numel() for p in module.model.parameters()) - embedding_params),
@@ -291,6 +299,16 @@ def course_script_worker(args) -> dict:
     }
 
 
+def worker_environment(way: str) -> dict[str, str]:
+    """The worker's environment: under its way's ``--allocator``, as the ``gluebox`` command would be
+    (the course script under the C library's malloc, as it ran)."""
+    from gluebox import allocator
+
+    name = WAYS[way].get("allocator", allocator.MIMALLOC) if "program" not in WAYS[way] else allocator.SYSTEM
+    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MIMALLOC_PURGE_DELAY")}
+    return allocator.environment_for(name, base | {"TOKENIZERS_PARALLELISM": "false"} | WAYS[way].get("env", {}))
+
+
 class Worker:
     """One way's worker process, driven a step at a time over its stdin and stdout."""
 
@@ -299,7 +317,7 @@ class Worker:
                    "--warmup", str(args.warmup), "--steps", str(args.steps)]
         self.way = way
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=os.environ | {"TOKENIZERS_PARALLELISM": "false"})
+                                        env=worker_environment(way))
         self.result: dict | None = None
         self.ready = self._next()
 

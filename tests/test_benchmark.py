@@ -55,9 +55,14 @@ def test_benchmark_ways_take_turns_and_report_a_ratio(tiny_distilbert, shared_gl
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), "two ways ran at once"
 
 
-def test_benchmark_portable_way_runs_its_own_kernels(tiny_distilbert, shared_glue, tmp_path):
-    """The portable way pins its kernels in its own process: AVX2, 1 thread, for-loop AdamW (2 steps)."""
-    fast, portable = run_benchmark(tiny_distilbert, shared_glue, tmp_path, "gluebox,portable", warmup=0, steps=2)["results"]
+def test_benchmark_ways_run_their_own_kernels_and_allocator(tiny_distilbert, shared_glue, tmp_path):
+    """The portable way pins its kernels in its own process: AVX2, 1 thread, for-loop AdamW (2 steps);
+    the defaults run under mimalloc, as the gluebox command does, and gluebox-glibc under glibc's malloc."""
+    from gluebox.allocator import mimalloc_library
+
+    fast, portable, glibc = run_benchmark(tiny_distilbert, shared_glue, tmp_path, "gluebox,portable,gluebox-glibc",
+                                          warmup=0, steps=2)["results"]
     assert (fast["reproducibility"], portable["reproducibility"]) == ("fast", "portable")
     assert portable["cpu_capability"] == "AVX2" and portable["threads"] == 1 and portable["adamw"] == "for-loop"
     assert fast["adamw"] == "fused" and portable["timed_steps"] == 2
+    assert fast["allocator"] == ("mimalloc" if mimalloc_library() else "system") and glibc["allocator"] == "system"
