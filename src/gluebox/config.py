@@ -185,7 +185,7 @@ class TrainConfig:
     allocator: str = _arg(
         allocator.MIMALLOC,
         "The C allocator tensors come from. mimalloc (Linux): gluebox restarts itself under it; it reuses the "
-        "memory that batches of varying length free instead of letting it fragment, for about a third less peak "
+        "memory that batches of varying length free instead of letting it fragment: about a fifth less peak "
         "memory than glibc's heap for DistilBERT at the same speed. system: the C library's malloc, the way "
         "before. Results are the same either way.",
         choices=allocator.ALLOCATORS,
