@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -142,3 +143,19 @@ def test_memory_plan_returns_freed_memory_when_asked_and_always_under_a_budget()
     assert plan(32, None, None, 66_000_000, config, 103, release_memory=True).returns_freed_memory
     kept = plan(32, None, None, 66_000_000, config, 103, release_memory=False)
     assert kept.returns_freed_memory == (kept.budget_bytes is not None)  # a container limit is a budget
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc to build a library")
+def test_a_library_that_cannot_load_is_not_preloaded(tmp_path, monkeypatch):
+    """A slim image without mimalloc's libatomic.so.1 keeps the system allocator instead of failing to start."""
+    (tmp_path / "dep.c").write_text("int dep(void) { return 1; }\n")
+    (tmp_path / "needs.c").write_text("int dep(void);\nint needs(void) { return dep(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libdep.so"), str(tmp_path / "dep.c")], check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libneeds.so"), str(tmp_path / "needs.c"),
+                    "-L", str(tmp_path), "-ldep"], check=True)
+    (tmp_path / "libdep.so").unlink()
+    monkeypatch.setattr(allocator, "mimalloc_library", lambda: tmp_path / "libneeds.so")
+    base = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    assert not allocator.starts(base | {"LD_PRELOAD": str(tmp_path / "libneeds.so")})
+    assert "LD_PRELOAD" not in allocator.environment_for("mimalloc", base)
+    assert allocator.starts(base)

@@ -101,21 +101,41 @@ def environment_for(name: str, environment: dict[str, str]) -> dict[str, str]:
     if library is None:
         return dict(environment)
     previous = environment.get("LD_PRELOAD", "")
-    return environment | {
+    preloaded = environment | {
         "LD_PRELOAD": f"{library} {previous}".strip(),
         "MIMALLOC_PURGE_DELAY": environment.get("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS),
     }
+    return preloaded if starts(preloaded) else dict(environment)
+
+
+def starts(environment: dict[str, str]) -> bool:
+    """Whether Python starts with ``environment``: the preloaded library and the libraries it needs load.
+
+    A library the loader cannot find (mimalloc needs ``libatomic.so.1``, which slim images such as
+    ``python:3.11-slim`` lack) would make every process started with it fail before Python runs.
+    """
+    import subprocess
+
+    try:
+        return subprocess.run([sys.executable, "-S", "-c", ""], env=environment, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def reexecute_under(name: str) -> None:
     """Start this command again under ``name`` when that is not the allocator this process runs with.
 
     Returns without doing anything when the process already runs with it, when it was already
-    re-executed once, or when mimalloc is not available here. Otherwise it does not return.
+    re-executed once, or when mimalloc is not available or cannot load here (the process then
+    keeps the system allocator, and ``environment.json`` says so). Otherwise it does not return.
     """
     if name != MIMALLOC or active() == MIMALLOC or REEXECUTED in os.environ or mimalloc_library() is None:
         return
-    environment = environment_for(name, dict(os.environ)) | {REEXECUTED: os.environ.get("LD_PRELOAD", "")}
+    environment = environment_for(name, dict(os.environ))
+    if environment.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
+        return  # mimalloc cannot load here (see :func:`starts`)
+    environment[REEXECUTED] = os.environ.get("LD_PRELOAD", "")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
