@@ -130,7 +130,7 @@ def reexecute_under(name: str) -> None:
     re-executed once, or when mimalloc is not available or cannot load here (the process then
     keeps the system allocator, and ``environment.json`` says so). Otherwise it does not return.
     """
-    if name != MIMALLOC or active() == MIMALLOC or REEXECUTED in os.environ or mimalloc_library() is None:
+    if name != MIMALLOC or active() == MIMALLOC or REEXECUTED in os.environ:
         return
     environment = environment_for(name, dict(os.environ))
     if environment.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
@@ -141,16 +141,21 @@ def reexecute_under(name: str) -> None:
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
-def settle_after_reexecution() -> None:
+def settle_after_reexecution() -> bool:
     """In the re-executed process: restore the ``LD_PRELOAD`` the user had, so that the programs this
-    one starts (git, docker, Ray's daemons) are not preloaded; gluebox processes re-execute themselves."""
+    one starts (git, docker, Ray's daemons) are not preloaded; gluebox processes re-execute themselves.
+
+    Returns whether this process is the re-executed one (then it must not re-execute again, even
+    if the loader ignored the preloaded library).
+    """
     if REEXECUTED not in os.environ:
-        return
+        return False
     previous = os.environ.pop(REEXECUTED)
     if previous:
         os.environ["LD_PRELOAD"] = previous
     else:
         os.environ.pop("LD_PRELOAD", None)
+    return True
 
 
 def return_freed_memory_to_os() -> bool:

@@ -336,10 +336,10 @@ def entry() -> int:
     """
     from gluebox import allocator
 
-    allocator.settle_after_reexecution()
+    reexecuted = allocator.settle_after_reexecution()
     argv = sys.argv[1:]
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command in ALLOCATING_COMMANDS and "--help" not in argv and "-h" not in argv:
+    if not reexecuted and command in ALLOCATING_COMMANDS and "--help" not in argv and "-h" not in argv:
         allocator.reexecute_under(allocator_choice(argv))
     return main(argv)
 

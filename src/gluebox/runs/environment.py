@@ -63,6 +63,7 @@ def describe(device: str) -> dict:
     from gluebox.reproducibility import pinned_variables
 
     cpu_model, vendor, isa = _cpu_info()
+    running_allocator = allocator.active()
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -72,8 +73,8 @@ def describe(device: str) -> dict:
         "cpu_isa": isa,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "variables": pinned_variables(),
-        "allocator": allocator.active(),
-        "mimalloc_purge_delay_ms": os.environ.get("MIMALLOC_PURGE_DELAY") if allocator.active() == allocator.MIMALLOC else None,
+        "allocator": running_allocator,
+        "mimalloc_purge_delay_ms": os.environ.get("MIMALLOC_PURGE_DELAY") if running_allocator == allocator.MIMALLOC else None,
         "math_libraries": math_libraries(torch.__config__.show()),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cpus_available": resources.available_cpus(),
