@@ -1,10 +1,8 @@
 """The suite's plan, printed before it starts: each task's examples, estimated time and memory.
 
 The time is an estimate for this machine, from a matrix-multiply probe (a second or less) and
-the model's size: a training step costs about 6 x non-embedding parameters FLOPs per token
-(forward and backward), validation and prediction 2 x, at the share of the probe's speed that :mod:`gluebox.training.eta` uses
-(gluebox's defaults reached 0.66 of it for DistilBERT on 2 CPUs, see the README's benchmark),
-plus a fixed cost per optimizer step (AdamW, clipping) that grows with the parameter count.
+the model's size, as :func:`gluebox.training.eta.training_seconds` makes it for ``gluebox train``
+(useful work at the share of the probe's speed that training reaches, plus a fixed cost per step).
 Token counts come from a tokenized sample of each split; the longest sequence (for the memory
 plan) from its longest texts. The memory plan is :func:`gluebox.training.memory.plan`'s, as
 ``gluebox train`` will make it.
@@ -18,10 +16,7 @@ from dataclasses import asdict, dataclass, field
 from gluebox.errors import GlueboxError
 from gluebox.suite.spec import Suite
 from gluebox.tasks import GLUE_TASKS
-from gluebox.training.eta import SHARE_OF_MATMUL_SPEED, duration, matmul_gflops
-
-STEP_SECONDS_PER_PARAMETER = 0.12 / 67e6
-"""Fixed work of an optimizer step (fused AdamW, clipping): about 0.12 s for DistilBERT's 67M parameters."""
+from gluebox.training.eta import duration, matmul_gflops, training_seconds
 SAMPLE = 512
 """Examples tokenized to estimate a split's mean length."""
 LONGEST_CANDIDATES = 32
@@ -85,13 +80,11 @@ class SuitePlan:
         return "\n".join(lines)
 
 
-def estimate_seconds(non_embedding: int, parameters: int, gflops: float, epochs: int, steps: int,
+def estimate_seconds(non_embedding: int, parameters: int, layers: int, gflops: float, epochs: int, steps: int,
                      train_tokens: float, validation_tokens: float, test_tokens: float) -> float:
-    """Training, validation after every epoch, and the test predictions of one task."""
-    rate = gflops * 1e9 * SHARE_OF_MATMUL_SPEED[False]
-    train = epochs * 6 * non_embedding * train_tokens / rate + steps * STEP_SECONDS_PER_PARAMETER * parameters
-    evaluate = (epochs * validation_tokens + test_tokens) * 2 * non_embedding / rate
-    return train + evaluate
+    """Training (``steps`` over all epochs), validation after every epoch, and the test predictions of one task."""
+    return training_seconds(non_embedding, parameters, layers, gflops, steps, epochs * train_tokens,
+                            epochs * validation_tokens + test_tokens)
 
 
 def token_stats(examples, tokenizer, max_seq_length: int, seed: int = 0) -> tuple[float, int]:
@@ -184,7 +177,7 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
             mean, longest = float(config.max_seq_length), config.max_seq_length
         steps = config.epochs * -(-len(train) // config.train_batch_size)
         seconds = estimate_seconds(
-            non_embedding, parameters, plan.gflops, config.epochs, steps, mean * len(train),
+            non_embedding, parameters, memory.model_shape(model_config)[1], plan.gflops, config.epochs, steps, mean * len(train),
             mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()))
         memory_plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget, parameters,
                                   model_config, longest, config.recompute, release_memory=config.release_memory,

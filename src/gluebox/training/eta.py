@@ -1,13 +1,15 @@
 """How long a run will take on this machine: a rough estimate before training, a measured one after
 the first steps.
 
-Before training (printed beside the memory plan): the epoch's useful work (6 x non-embedding
-parameters x padded training tokens, plus 2 x that per validation token) at the speed of this
-machine's matrix multiplies, measured for a fraction of a second on constant matrices, times the
-share of that speed training reached in ``benchmarks/bench_train.py`` (0.66 with whole batches,
-0.41 under a memory budget's micro-batches). Small models run far below it (fixed work per step
-weighs more), hence the measured estimate: after the first steps of an epoch, the real tokens per
-second of steps 2 onwards, applied to the epoch's real tokens.
+Before training (printed beside the memory plan, and in ``gluebox glue``'s plan),
+:func:`training_seconds`: the epoch's useful work (6 x non-embedding parameters x padded training
+tokens, plus 2 x that per validation token) at the speed of this machine's matrix multiplies,
+measured for a fraction of a second on constant matrices, times the share of that speed training
+reached in ``benchmarks/bench_train.py`` (0.66 with whole batches, 0.41 under a memory budget's
+micro-batches), plus the fixed work of every optimizer step: AdamW and clipping over every
+parameter, and the operators of each layer, which cost the same on a short batch as on a long
+one. Then the measured estimate: after the first steps of an epoch, the real tokens per second
+of steps 2 onwards, applied to the epoch's real tokens.
 
 Nothing here touches the model, the data order or any random generator: the results of a run are
 the same with and without it.
@@ -23,6 +25,14 @@ SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
 """Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
 memory"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
 with micro-batches)."""
+
+STEP_SECONDS_PER_PARAMETER = 0.12 / 67e6
+"""Fixed work of an optimizer step (fused AdamW, clipping): about 0.12 s for DistilBERT's 67M parameters."""
+STEP_SECONDS_PER_LAYER = 0.027
+"""Fixed work of a training step per encoder layer (about 200 operators forward and backward, whatever
+the batch's length). Measured with all-MiniLM-L6-v2 on SST-2 (2 Intel Xeon CPUs, matrix multiply at
+230 GFLOP/s, 2,105 steps of 447 padded tokens on average): an epoch took 817 s, of which the
+useful work accounts for 396 s and AdamW for 86 s."""
 
 MEASURED_AFTER_STEPS = 6
 """The measured estimate comes after this many steps of an epoch (the first one is not timed)."""
@@ -74,6 +84,16 @@ def non_embedding_parameters(model) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
 
+def training_seconds(non_embedding: int, parameters: int, layers: int, gflops: float, steps: int,
+                     train_tokens: float, evaluated_tokens: float = 0.0, returns_freed_memory: bool = False,
+                     processes: int = 1) -> float:
+    """Estimated seconds for ``steps`` optimizer steps over ``train_tokens`` tokens and a forward pass over
+    ``evaluated_tokens``, on ``processes`` processes whose matrix multiplies run at ``gflops``."""
+    rate = gflops * 1e9 * SHARE_OF_MATMUL_SPEED[returns_freed_memory] * processes
+    fixed = steps * (STEP_SECONDS_PER_PARAMETER * parameters + STEP_SECONDS_PER_LAYER * layers) / processes
+    return (6 * train_tokens + 2 * evaluated_tokens) * non_embedding / rate + fixed
+
+
 def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
     """The rough estimate of one epoch (training and validation) and a line that says how it was made."""
     config = recipe.config
@@ -82,12 +102,13 @@ def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
     tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, pad_to)
     eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
                       for s in recipe.task.validation_splits)
-    parameters = non_embedding_parameters(recipe.model)
-    flops = 6 * parameters * tokens + 2 * parameters * eval_tokens
+    from gluebox.training.memory import model_shape
+
     gflops = matmul_gflops()
-    share = SHARE_OF_MATMUL_SPEED[recipe.plan.returns_freed_memory]
-    seconds = flops / (gflops * 1e9 * share * processes)
     steps = len(recipe.batch_sampler)
+    seconds = training_seconds(non_embedding_parameters(recipe.model), sum(p.numel() for p in recipe.model.parameters()),
+                               model_shape(recipe.model.config)[1], gflops, steps, tokens, eval_tokens,
+                               recipe.plan.returns_freed_memory, processes)
     line = (f"time estimate: {_about(seconds)} per epoch on this machine ({steps} steps, "
             f"{tokens:,} padded training tokens, matrix multiplies at {gflops:.0f} GFLOP/s); "
             f"{config.epochs} epoch(s) {_about(seconds * config.epochs)}; "

@@ -108,7 +108,8 @@ class MemoryPlan:
         )
 
 
-def _shape(model_config) -> tuple[int, int, int]:
+def model_shape(model_config) -> tuple[int, int, int]:
+    """Hidden size, layers and attention heads of a BERT- or DistilBERT-style config."""
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", 768)
     layers = getattr(model_config, "num_hidden_layers", None) or getattr(model_config, "n_layers", 12)
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", 12)
@@ -119,7 +120,7 @@ def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence
                         recompute: bool = False, trainable_parameters: int | None = None) -> int:
     """Peak RSS of a training step over ``tokens`` padded tokens in sequences of ``sequence_length``;
     ``trainable_parameters`` of the ``num_parameters`` are trained (default: all)."""
-    hidden, layers, heads = _shape(model_config)
+    hidden, layers, heads = model_shape(model_config)
     attention = tokens * ACT_PER_HEAD_TOKEN * heads * sequence_length
     if recompute:
         activations = layers * tokens * hidden * ACT_PER_HIDDEN_RECOMPUTED + attention
