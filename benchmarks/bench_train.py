@@ -61,6 +61,8 @@ WAYS = {
     "gluebox-1536": {"padding": "dynamic", "group_by_length": True, "micro_batch_tokens": 1536},
     "lora": {"padding": "dynamic", "group_by_length": True, "peft": "lora"},
     "lora-1024": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 1024},
+    "lora-1024-nodrop": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 1024,
+                         "lora_dropout": 0.0},
     "lora-kept": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": False},
     "lora-kept-1024": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": False,
                        "micro_batch_tokens": 1024},
@@ -76,7 +78,8 @@ purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens).
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen);
-lora-1024: with --micro_batch_tokens 1024; lora-kept: with --no-recompute; lora-kept-1024: both.
+lora-1024: with --micro_batch_tokens 1024; lora-1024-nodrop: that with --lora_dropout 0; lora-kept: with
+--no-recompute; lora-kept-1024: both.
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
 AdamW); portable-t2: the same with --num_threads 2 (what the thread count alone costs). Compare them with gluebox
 (fast): ``--ways gluebox,portable,portable-t2``."""

@@ -103,7 +103,7 @@ def test_memory_plan_applies_the_token_cap_and_the_budget_lowers_it():
     from gluebox.config import TrainConfig
     from gluebox.training.memory import plan
 
-    config, params, cap = DistilBertConfig(), 66_955_010, TrainConfig().micro_batch_tokens
+    config, params, cap = DistilBertConfig(), 66_955_010, TrainConfig().token_cap
     capped = plan(32, None, "100GB", params, config, 103, micro_batch_tokens=cap)
     assert capped.micro_batch_tokens == cap < 32 * 103 and capped.worst_case_micro_batches == 2
     whole = plan(32, None, "100GB", params, config, 103, micro_batch_tokens=0)

@@ -26,8 +26,8 @@ from gluebox.cli import main
 KINDS = ("bert", "distilbert")
 TARGETS = {"bert": ["query", "value"], "distilbert": ["q_lin", "v_lin"]}
 HEADS = {"bert": ["classifier"], "distilbert": ["pre_classifier", "classifier"]}
-SETTINGS = ("--peft", "lora", "--lora_r", "4", "--train_batch_size", "4", "--eval_batch_size", "8",
-            "--max_seq_length", "64", "--epochs", "2", "--warmup_steps", "4", "--learning_rate", "3e-3")
+SETTINGS = ("--peft", "lora", "--lora_r", "4", "--lora_dropout", "0.1", "--train_batch_size", "4",
+            "--eval_batch_size", "8", "--max_seq_length", "64", "--epochs", "2", "--warmup_steps", "4", "--learning_rate", "3e-3")
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,9 @@ def lora_model(path: str, **overrides):
 
 def test_only_adapters_and_the_head_are_trained_and_dropout_is_on(kind, tiny):
     """Adapters on the architecture's query and value, the head (DistilBERT's pre_classifier too) in
-    full, everything else frozen; every module in train mode, so the adapters' dropout is on."""
-    model = lora_model(tiny)
+    full, everything else frozen; every module in train mode, so the adapters' dropout, when asked
+    for, is on."""
+    model = lora_model(tiny, lora_dropout=0.1)
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
     adapters = {name for name in trained if ".lora_" in name}
     assert adapters and {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in adapters} == set(TARGETS[kind])
@@ -96,6 +97,8 @@ def test_only_adapters_and_the_head_are_trained_and_dropout_is_on(kind, tiny):
     ids = torch.randint(1000, 2000, (2, 12))
     first, second = (model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits for _ in range(2))
     assert not torch.equal(first, second)  # dropout draws new masks in training
+    by_default = [m for name, m in lora_model(tiny).named_modules() if name.endswith("lora_dropout.default")]
+    assert by_default and all(isinstance(m, torch.nn.Identity) for m in by_default)  # --lora_dropout 0
 
 
 def test_merged_weights_are_peft_merge_and_unload_bit_for_bit(tiny):
@@ -243,8 +246,27 @@ def test_memory_plan_counts_frozen_weights_without_gradients_or_optimizer_state(
         estimate_peak_bytes(67_000_000, shape, 1, 1)
 
 
+def test_lora_splits_batches_at_half_the_tokens_of_full_fine_tuning(tiny_bert, mrpc_dir, tmp_path):
+    """--micro_batch_tokens' default is 2048, and 1024 with LoRA, whose peak is mostly activations:
+    batches of 32 x 64 tokens run whole in full fine-tuning and as two micro-batches with LoRA,
+    unless the flag is given."""
+    def planned(name: str, *extra: str) -> dict:
+        output = tmp_path / name
+        main(train_args(tiny_bert, output, "--data_dir", str(mrpc_dir), "--task_name", "mrpc", "--epochs", "1",
+                        "--max_train_samples", "32", "--train_batch_size", "32", "--padding", "max_length",
+                        "--max_seq_length", "64", *extra))
+        return json.loads((output / "memory_plan.json").read_text())
+
+    assert planned("full")["micro_batch_tokens"] is None
+    lora = planned("lora", "--peft", "lora")
+    assert lora["micro_batch_tokens"] == 1024 and lora["estimated_peak_bytes"] > 0
+    assert planned("lora-whole", "--peft", "lora", "--micro_batch_tokens", "0")["micro_batch_tokens"] is None
+    assert planned("full-capped", "--micro_batch_tokens", "1024")["micro_batch_tokens"] == 1024
+
+
 def test_a_lora_plan_returns_freed_memory_to_the_os(monkeypatch):
-    """The adapters' small temporaries would fragment the heap: a LoRA run always hands freed memory back."""
+    """Under glibc's malloc (as in this test process), the adapters' small temporaries would fragment
+    the heap: a LoRA plan hands freed memory back."""
     from transformers import BertConfig
 
     from gluebox import resources

@@ -95,7 +95,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
                            sum(p.numel() for p in model.parameters()), model_config, longest, config.recompute,
                            trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                           release_memory=config.release_memory, micro_batch_tokens=config.micro_batch_tokens)
+                           release_memory=config.release_memory, micro_batch_tokens=config.token_cap)
         if plan.over_budget:
             memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
     else:
