@@ -60,12 +60,11 @@ WAYS = {
     "gluebox-1024": {"padding": "dynamic", "group_by_length": True, "micro_batch_tokens": 1024},
     "gluebox-1536": {"padding": "dynamic", "group_by_length": True, "micro_batch_tokens": 1536},
     "lora": {"padding": "dynamic", "group_by_length": True, "peft": "lora"},
-    "lora-1024": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 1024},
-    "lora-1024-nodrop": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 1024,
-                         "lora_dropout": 0.0},
+    "lora-2048": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 2048},
+    "lora-dropout": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "lora_dropout": 0.1},
+    "lora-before": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 2048,
+                    "lora_dropout": 0.1},
     "lora-kept": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": False},
-    "lora-kept-1024": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": False,
-                       "micro_batch_tokens": 1024},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
@@ -77,9 +76,9 @@ mimalloc and the token cap (--allocator system --micro_batch_tokens 0: glibc's h
 purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens).
-lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen);
-lora-1024: with --micro_batch_tokens 1024; lora-1024-nodrop: that with --lora_dropout 0; lora-kept: with
---no-recompute; lora-kept-1024: both.
+lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen,
+no adapter dropout, micro-batches of at most 1024 tokens); lora-2048: with --micro_batch_tokens 2048; lora-dropout:
+with --lora_dropout 0.1; lora-before: both (LoRA's defaults before); lora-kept: with --no-recompute.
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
 AdamW); portable-t2: the same with --num_threads 2 (what the thread count alone costs). Compare them with gluebox
 (fast): ``--ways gluebox,portable,portable-t2``."""
