@@ -37,8 +37,8 @@ PEFT_METHODS = ("none", "lora")
 """--peft: full fine-tuning, or LoRA adapters through the peft library."""
 DEFAULT_TOKEN_CAP = {"none": 2048, "lora": 1024}
 """``--micro_batch_tokens``'s default: DistilBERT on MRPC, whole epoch, mimalloc (README, Small machines):
-full fine-tuning peaked at 2194 MiB with 2048 and 2093 MiB with 1024 (1.02x the time); LoRA at 1470 MiB
-with 2048 and 1213 MiB with 1024 (1.04x the time)."""
+full fine-tuning peaked at 2194 MiB with 2048 and 2093 MiB with 1024 (1.02x the time); LoRA (with adapter
+dropout 0.1, as then) at 1470 MiB with 2048 and 1213 MiB with 1024 (1.04x the time)."""
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 """Flags that only mean something with --peft lora."""
 

@@ -17,6 +17,7 @@ from gluebox.errors import GlueboxError
 from gluebox.suite.spec import Suite
 from gluebox.tasks import GLUE_TASKS
 from gluebox.training.eta import duration, matmul_gflops, training_seconds
+
 SAMPLE = 512
 """Examples tokenized to estimate a split's mean length."""
 LONGEST_CANDIDATES = 32

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from gluebox.training.memory import model_shape
+
 SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
 """Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
 memory"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
@@ -102,8 +104,6 @@ def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
     tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, pad_to)
     eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
                       for s in recipe.task.validation_splits)
-    from gluebox.training.memory import model_shape
-
     gflops = matmul_gflops()
     steps = len(recipe.batch_sampler)
     seconds = training_seconds(non_embedding_parameters(recipe.model), sum(p.numel() for p in recipe.model.parameters()),
