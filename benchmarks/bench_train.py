@@ -68,6 +68,12 @@ WAYS = {
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
+    "gluebox-nodropout": {"padding": "dynamic", "group_by_length": True, "dropout_rate": 0.0},
+    "fast-t1": {"padding": "dynamic", "group_by_length": True, "num_threads": 1},
+    "fast-avx2": {"padding": "dynamic", "group_by_length": True,
+                  "env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}},
+    "fast-mkl-compatible": {"padding": "dynamic", "group_by_length": True, "env": {"MKL_CBWR": "COMPATIBLE"}},
+    "fast-mkl-avx2": {"padding": "dynamic", "group_by_length": True, "env": {"MKL_CBWR": "AVX2"}},
 }
 """course: the course project's batches. gluebox: the defaults (mimalloc). gluebox-glibc: the defaults before
 mimalloc and the token cap (--allocator system --micro_batch_tokens 0: glibc's heap, whole batches). gluebox-kept: the defaults with --no-recompute
@@ -75,13 +81,17 @@ mimalloc and the token cap (--allocator system --micro_batch_tokens 0: glibc's h
 --release_memory (freed memory back to the OS at once). gluebox-purge5s: the defaults with mimalloc's
 purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
-gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens).
+gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens). gluebox-nodropout: the
+defaults with --dropout_rate 0 (what dropout's random masks and the attention kernel they force cost).
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen,
 no adapter dropout, micro-batches of at most 1024 tokens); lora-2048: with --micro_batch_tokens 2048; lora-dropout:
 with --lora_dropout 0.1; lora-before: both (LoRA's defaults before); lora-kept: with --no-recompute.
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
 AdamW); portable-t2: the same with --num_threads 2 (what the thread count alone costs). Compare them with gluebox
-(fast): ``--ways gluebox,portable,portable-t2``."""
+(fast): ``--ways gluebox,portable,portable-t2``. What each of the portable mode's pins costs alone, in the fast mode
+(which leaves these variables as the environment has them): fast-t1 (--num_threads 1), fast-avx2 (ATen's and oneDNN's
+kernels at AVX2), fast-mkl-compatible (MKL_CBWR=COMPATIBLE), fast-mkl-avx2 (MKL_CBWR=AVX2: MKL's AVX2 path, which Intel
+documents as reproducible on Intel CPUs only; on other vendors' it falls back to AUTO)."""
 
 PEAK_SIZES = (2048, 3072, 4096)
 """Square ``torch.mm`` sizes for the matmul peak (on 2 cores one size alone can understate it)."""

@@ -312,3 +312,29 @@ def test_bad_mode_is_one_line(tmp_path):
     result = gluebox(["train", "--reproducibility", "exact", "--output_dir", str(tmp_path / "x")])
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "exact" in result.stderr
+
+
+def test_dropout_masks_come_from_the_generic_generator_at_any_thread_count():
+    """Dropout's masks are the one random draw of a training step, so the portable promise needs them the
+    same on every CPU. With torch 2.13 they are: ``bernoulli_`` (what dropout draws its mask with) takes
+    each element's uniform double from the CPU generator (mt19937) one after the other, exactly the numbers
+    ``torch.rand(dtype=float64)`` draws, on this Intel CPU too. Earlier torch releases drew them with MKL's
+    own generator (``viRngBernoulli``) on Intel CPUs only and with the generic one elsewhere (the vendor
+    check discussed in pytorch/pytorch#38558; that MKL path was later disabled, see #151218): other masks
+    on other vendors. If a torch upgrade brings such a path back, this fails on an Intel machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        masks = {}
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(7)
+            kept = torch.nn.functional.dropout(torch.ones(70_000), p=0.1, training=True) != 0
+            torch.manual_seed(7)
+            uniform = torch.rand(70_000, dtype=torch.float64)
+            assert torch.equal(kept, uniform < 0.9)
+            masks[count] = kept
+        assert torch.equal(masks[1], masks[2])
+    finally:
+        torch.set_num_threads(threads)
