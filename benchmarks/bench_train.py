@@ -63,8 +63,8 @@ WAYS = {
     "lora-2048": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 2048},
     "lora-dropout": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "lora_dropout": 0.1},
     "lora-before": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "micro_batch_tokens": 2048,
-                    "lora_dropout": 0.1},
-    "lora-kept": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": False},
+                    "lora_dropout": 0.1, "recompute": True},
+    "lora-recompute": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": True},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
@@ -84,8 +84,9 @@ course-script: not gluebox but benchmarks/course_baseline.py, the course project
 gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens). gluebox-nodropout: the
 defaults with --dropout_rate 0 (what dropout's random masks and the attention kernel they force cost).
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen,
-no adapter dropout, micro-batches of at most 1024 tokens); lora-2048: with --micro_batch_tokens 2048; lora-dropout:
-with --lora_dropout 0.1; lora-before: both (LoRA's defaults before); lora-kept: with --no-recompute.
+no adapter dropout, micro-batches of at most 1024 tokens, no recompute); lora-2048: with --micro_batch_tokens 2048;
+lora-dropout: with --lora_dropout 0.1; lora-before: both, with --recompute (LoRA's defaults before); lora-recompute:
+with --recompute.
 portable: the defaults with --reproducibility portable (AVX2 kernels, MKL's compatible path, 1 thread, for-loop
 AdamW); portable-t2: the same with --num_threads 2 (what the thread count alone costs). Compare them with gluebox
 (fast): ``--ways gluebox,portable,portable-t2``. What each of the portable mode's pins costs alone, in the fast mode

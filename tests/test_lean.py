@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import train_args
 from fixtures import write_mrpc
@@ -82,6 +83,36 @@ def test_recompute_is_really_on():
     finally:
         lean.ActivationNotes.unpack = staticmethod(original)
     assert recomputed.count(tuple) == 2  # one GELU output per layer, recomputed in the backward pass
+
+
+class CountDraws(TorchDispatchMode):
+    """Counts dropout's draws (``bernoulli_``) while entered."""
+
+    def __init__(self):
+        super().__init__()
+        self.draws = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.draws += func is torch.ops.aten.bernoulli_.float
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_recompute_draws_no_dropout_mask_again(attention):
+    """The backward pass recomputes the attention with the masks its forward pass drew: no draw in the
+    backward pass (drawing a CPU mask is serial, about 12 ns an element), and the forward draws as many
+    as the plain model's."""
+    draws = {}
+    for lean in (False, True):
+        model = tiny("bert", attention, lean=lean)
+        forward, backward = CountDraws(), CountDraws()
+        torch.manual_seed(3)
+        with forward:
+            loss = model(input_ids=torch.randint(1000, 3000, (2, 9)), labels=torch.tensor([0, 1])).loss
+        with backward:
+            loss.backward()
+        draws[lean] = (forward.draws, backward.draws)
+    assert draws[True] == draws[False] == (draws[False][0], 0) and draws[False][0] >= 2 * 2  # 2 layers x 2 dropouts
 
 
 PEAK = """

@@ -81,7 +81,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     # The model, with the task's head and our dropout rate, in train mode (its new head draws from the seeded generator).
     model = load_model(config.model_name_or_path, task, config.dropout_rate, config.max_seq_length)
     check_tokenizer_fits(tokenizer, model, config.model_name_or_path)
-    if config.recompute:
+    if config.recomputes:
         from gluebox.training.lean import make_lean
 
         make_lean(model)
@@ -93,7 +93,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     if resume is None:
         longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
-                           sum(p.numel() for p in model.parameters()), model_config, longest, config.recompute,
+                           sum(p.numel() for p in model.parameters()), model_config, longest, config.recomputes,
                            trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                            release_memory=config.release_memory, micro_batch_tokens=config.token_cap)
         if plan.over_budget:

@@ -181,7 +181,7 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
             non_embedding, parameters, memory.model_shape(model_config)[1], plan.gflops, config.epochs, steps, mean * len(train),
             mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()))
         memory_plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget, parameters,
-                                  model_config, longest, config.recompute, release_memory=config.release_memory,
+                                  model_config, longest, config.recomputes, release_memory=config.release_memory,
                                   micro_batch_tokens=config.token_cap)
         text = f"peak {memory_plan.estimated_peak_bytes / 1e9:.2f} GB, "
         text += (f"micro-batches of at most {memory_plan.micro_batch_tokens} tokens" if memory_plan.micro_batch_tokens

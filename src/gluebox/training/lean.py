@@ -8,11 +8,14 @@ instead of kept from the forward pass, in every layer:
   probabilities (each batch x heads x length x length floats) and keeps three of them for
   the backward pass. :func:`make_lean` runs the model's own attention function under
   activation checkpointing: the forward keeps only queries, keys and values, and the
-  backward runs it again with the random generator put back as it was, so the dropout
-  masks are the same ones. ``sdpa`` is pinned to its math kernel there, the one it runs
-  with dropout on the CPU anyway: under checkpointing it would otherwise pick another
-  kernel, whose dropout draws other masks. Without dropout, outside training, or under
-  mixed precision, the model's own attention runs as before.
+  dropout masks it drew, one byte an element (:class:`DropoutMasks`); the backward runs
+  it again with those masks instead of drawing them anew. Drawing is what costs: PyTorch
+  draws a CPU dropout mask one element after the other from one random generator, about
+  12 ns an element, and drawing the attention's masks again took about half of the
+  recomputation's time. ``sdpa`` is pinned to its math kernel there, the one it runs with
+  dropout on the CPU anyway: under checkpointing it would otherwise pick another kernel.
+  Without dropout, outside training, or under mixed precision, the model's own attention
+  runs as before.
 - **The activation function's output** (GELU between the feed-forward layer's two linear
   maps). The second linear map keeps its input, the activation's output, for its weight
   gradient, while the activation itself keeps its own input. A saved-tensor hook keeps a
@@ -28,6 +31,7 @@ from __future__ import annotations
 import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.checkpoint import checkpoint
 
 RECOMPUTED = "gluebox_recomputed"
@@ -58,17 +62,59 @@ def _recompute_attention(model) -> None:
                 or torch.is_autocast_enabled(query.device.type)):  # under autocast eager and sdpa round differently
             return inner(module, query, key, value, attention_mask, **kwargs)
 
+        masks = DropoutMasks()
+
         def attend(q, k, v):
-            if name == "eager":
-                return eager(module, q, k, v, attention_mask, **kwargs)[0]
-            with sdpa_kernel(SDPBackend.MATH):  # the kernel plain sdpa runs with dropout on CPU; pinned, since
-                return inner(module, q, k, v, attention_mask, **kwargs)[0]  # checkpointing changes the choice
+            with masks:  # the first run (forward) keeps its masks, the second (backward) gets them back
+                if name == "eager":
+                    return eager(module, q, k, v, attention_mask, **kwargs)[0]
+                with sdpa_kernel(SDPBackend.MATH):  # the kernel plain sdpa runs with dropout on CPU; pinned, since
+                    return inner(module, q, k, v, attention_mask, **kwargs)[0]  # checkpointing changes the choice
 
         return checkpoint(attend, query, key, value, use_reentrant=False, preserve_rng_state=True), None
 
     AttentionInterface.register(f"{RECOMPUTED}_{name}", recomputed)
     AttentionMaskInterface.register(f"{RECOMPUTED}_{name}", ALL_MASK_ATTENTION_FUNCTIONS[name])
     model.set_attn_implementation(f"{RECOMPUTED}_{name}")
+
+
+class DropoutMasks(TorchDispatchMode):
+    """The dropout masks of one checkpointed attention call: kept from its forward pass, handed back when
+    the backward pass runs it again.
+
+    Entered around each run of the same function: the first run's ``bernoulli_`` calls (``dropout``'s
+    draws) run and their results are kept as booleans; a later run's ``bernoulli_`` calls, in the same
+    order, fill their tensor from those instead of drawing. Every other operation runs as it is, so the
+    recomputation is the forward's to the bit, and the random generator is where the forward left it."""
+
+    BERNOULLI = torch.ops.aten.bernoulli_.float
+
+    def __init__(self):
+        super().__init__()
+        self.kept: list[torch.Tensor] | None = None
+        """The first run's masks, in the order they were drawn (None until it ran)."""
+        self.replayed = 0
+        """How many of them the current later run has handed back."""
+        self.recording = True
+
+    def __enter__(self):
+        self.recording = self.kept is None
+        if self.recording:
+            self.kept = []
+        self.replayed = 0
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is not self.BERNOULLI:
+            return func(*args, **(kwargs or {}))
+        if self.recording:
+            drawn = func(*args, **(kwargs or {}))
+            self.kept.append(drawn != 0)
+            return drawn
+        if self.replayed >= len(self.kept):
+            raise RuntimeError("the recomputed attention drew more dropout masks than its forward pass")
+        self.replayed += 1
+        return args[0].copy_(self.kept[self.replayed - 1])
 
 
 def _activation_modules(model) -> list[torch.nn.Module]:

@@ -11,7 +11,8 @@ The estimate adds up what a training step holds at its peak:
   bytes, at the longest sequence of the training data. With ``--recompute`` (the default,
   :mod:`gluebox.training.lean`) the activation function's output is not kept
   (``ACT_PER_HIDDEN_RECOMPUTED``) and the attention's square tensors exist for one layer at
-  a time, while the backward pass recomputes it.
+  a time, while the backward pass recomputes it; each layer keeps only its dropout mask, one byte
+  an element (``KEPT_MASK_PER_HEAD_TOKEN``).
 
 The constants were measured on DistilBERT-shaped models (see the README's memory section);
 the estimate is meant to err on the high side.
@@ -44,6 +45,9 @@ ACT_PER_HIDDEN = 76
 ACT_PER_HEAD_TOKEN = 12
 ACT_PER_HIDDEN_RECOMPUTED = ACT_PER_HIDDEN - 16
 """Without the activation function's output (4 x hidden floats a token) kept for the backward pass."""
+KEPT_MASK_PER_HEAD_TOKEN = 1
+"""With recompute, each layer keeps its attention's dropout mask (a bool per head, token and position) for
+the recomputation, instead of drawing it again."""
 SAFETY = 0.97
 """Plan to use at most this share of the budget.
 
@@ -123,7 +127,8 @@ def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence
     hidden, layers, heads = model_shape(model_config)
     attention = tokens * ACT_PER_HEAD_TOKEN * heads * sequence_length
     if recompute:
-        activations = layers * tokens * hidden * ACT_PER_HIDDEN_RECOMPUTED + attention
+        masks = layers * tokens * KEPT_MASK_PER_HEAD_TOKEN * heads * sequence_length
+        activations = layers * tokens * hidden * ACT_PER_HIDDEN_RECOMPUTED + attention + masks
     else:
         activations = layers * (tokens * hidden * ACT_PER_HIDDEN + attention)
     trainable = num_parameters if trainable_parameters is None else trainable_parameters
