@@ -65,6 +65,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     GLUEBOX_RUNS_DIR=/runs \
     MPLCONFIGDIR=/tmp/matplotlib
 
+# libatomic.so.1: mimalloc (gluebox's default allocator, from the cmeel-mimalloc wheel) links to it and
+# python:3.11-slim lacks it; without it gluebox keeps glibc's malloc.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libatomic1 \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --gid "$GID" gluebox \
  && useradd --uid "$UID" --gid "$GID" --create-home --shell /usr/sbin/nologin gluebox \
  && mkdir -p /runs /opt/hf-cache \

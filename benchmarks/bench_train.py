@@ -56,6 +56,8 @@ WAYS = {
     "gluebox-purge5s": {"padding": "dynamic", "group_by_length": True, "env": {"MIMALLOC_PURGE_DELAY": "5000"}},
     "gluebox-kept": {"padding": "dynamic", "group_by_length": True, "recompute": False},
     "gluebox-release": {"padding": "dynamic", "group_by_length": True, "release_memory": True},
+    "gluebox-glibc-release": {"padding": "dynamic", "group_by_length": True, "release_memory": True,
+                              "allocator": "system"},
     "lean": {"padding": "dynamic", "group_by_length": True, "memory_budget": "1.8GB"},
     "gluebox-1024": {"padding": "dynamic", "group_by_length": True, "micro_batch_tokens": 1024},
     "gluebox-1536": {"padding": "dynamic", "group_by_length": True, "micro_batch_tokens": 1536},
@@ -78,7 +80,8 @@ WAYS = {
 """course: the course project's batches. gluebox: the defaults (mimalloc). gluebox-glibc: the defaults before
 mimalloc and the token cap (--allocator system --micro_batch_tokens 0: glibc's heap, whole batches). gluebox-kept: the defaults with --no-recompute
 (activations kept for the backward pass, as before --recompute). gluebox-release: the defaults with
---release_memory (freed memory back to the OS at once). gluebox-purge5s: the defaults with mimalloc's
+--release_memory (freed memory back to the OS at once; mimalloc's purge delay 0); gluebox-glibc-release: the same
+under glibc's malloc (its mmap threshold fixed), the two ways a run under a container's memory limit can take. gluebox-purge5s: the defaults with mimalloc's
 purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.8GB.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens). gluebox-nodropout: the

@@ -209,8 +209,8 @@ class TrainConfig:
         False,
         "Hand freed tensor memory back to the operating system at once (mimalloc: no purge delay; glibc: a fixed "
         "mmap threshold) instead of keeping it in the process for reuse: less peak memory, but slower (page "
-        "faults). Always on under --memory_budget, and with --peft lora under --allocator system. Results are the same "
-        "either way.",
+        "faults). Always on under --memory_budget, under a container's memory limit that leaves less than 1.5x the "
+        "planned peak, and with --peft lora under --allocator system. Results are the same either way.",
     )
     memory_budget: int | None = _arg(
         None,

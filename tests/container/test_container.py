@@ -117,6 +117,8 @@ def assert_complete_run(run_dir: Path) -> dict:
     assert not (run_dir / "RUNNING").exists(), "RUNNING marker left behind"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary.get("status") == "complete", summary
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["allocator"] == "mimalloc", "gluebox did not restart itself under mimalloc"
     return summary
 
 
