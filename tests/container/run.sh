@@ -45,6 +45,8 @@ trap cleanup EXIT
 
 eval "$("$sandbox" up)"
 mkdir -p "$report"
+# Earlier runs' images, superseded by a rebuild under the same tag, are dangling: about 2 GB each.
+docker image prune -f >/dev/null
 
 export GLUEBOX_IMAGE=$tag
 export GLUEBOX_IMAGE_MODEL=/opt/bake/model
