@@ -264,6 +264,25 @@ def test_lora_splits_batches_at_half_the_tokens_of_full_fine_tuning(tiny_bert, m
     assert planned("full-capped", "--micro_batch_tokens", "1024")["micro_batch_tokens"] == 1024
 
 
+def test_the_glue_suite_plans_a_lora_task_as_train_does(lora_run, tmp_path):
+    """The suite's plan, printed before its tasks run, estimates a LoRA task's peak as `train`
+    estimates it (frozen weights carry no gradient or AdamW state), not as full fine-tuning."""
+    from gluebox.config import TrainConfig
+    from gluebox.runs.directory import RunDirectory
+    from gluebox.suite.plan import make_plan
+    from gluebox.suite.spec import Suite
+
+    trained = json.loads((lora_run / "memory_plan.json").read_text())["estimated_peak_bytes"]
+    config = RunDirectory(lora_run).read_config()
+
+    def planned(**change) -> int:
+        configs = {"mrpc": TrainConfig(**(config | change)).to_dict()}
+        return make_plan(Suite(tmp_path / "suite", ["mrpc"], configs), {}).tasks[0].peak_bytes
+
+    assert planned() == trained
+    assert planned(peft="none") > trained
+
+
 def test_a_lora_plan_returns_freed_memory_to_the_os(monkeypatch):
     """Under glibc's malloc (as in this test process), the adapters' small temporaries would fragment
     the heap: a LoRA plan hands freed memory back."""

@@ -116,22 +116,33 @@ def token_stats(examples, tokenizer, max_seq_length: int, seed: int = 0) -> tupl
     return float(lengths.mean()), top
 
 
-def _model_size(model_name_or_path: str, dropout_rate: float):
-    """Parameters, non-embedding parameters and the config of the model, built on the meta device."""
+def _model_size(config):
+    """Parameters, trained parameters, non-embedding parameters and the config of ``config``'s model.
+
+    The model is built on the meta device, with LoRA's adapters when ``config.peft`` asks for them,
+    so that the memory plan knows the smaller optimizer state as ``train``'s does.
+    """
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from gluebox.training.pretrained import load_config
 
-    model_config = load_config(model_name_or_path, GLUE_TASKS["mrpc"], dropout_rate)
+    model_config = load_config(config.model_name_or_path, GLUE_TASKS["mrpc"], config.dropout_rate)
     try:
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(model_config)
     except Exception as error:  # noqa: BLE001 - a config transformers cannot build a model from
-        raise GlueboxError(f"cannot build a model from {model_name_or_path}: {str(error).splitlines()[0]}") from None
-    parameters = sum(p.numel() for p in model.parameters())
+        raise GlueboxError(f"cannot build a model from {config.model_name_or_path}: {str(error).splitlines()[0]}") from None
     embedding = sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
-    return parameters, max(1, parameters - embedding), model_config
+    base = sum(p.numel() for p in model.parameters())
+    if config.peft == "lora":
+        from gluebox.training.adapters import add_lora
+
+        with torch.device("meta"):
+            model = add_lora(model, config)
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return parameters, trainable, max(1, base - embedding), model_config
 
 
 def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
@@ -148,7 +159,7 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
 
     first = suite.config(suite.tasks[0])
     tokenizer = load_tokenizer(first.model_name_or_path)
-    parameters, non_embedding, model_config = _model_size(first.model_name_or_path, first.dropout_rate)
+    parameters, trainable, non_embedding, model_config = _model_size(first)
     threads = first.num_threads or available_cpus()
     import torch
 
@@ -181,8 +192,8 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
             non_embedding, parameters, memory.model_shape(model_config)[1], plan.gflops, config.epochs, steps, mean * len(train),
             mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()))
         memory_plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget, parameters,
-                                  model_config, longest, config.recomputes, release_memory=config.release_memory,
-                                  micro_batch_tokens=config.token_cap)
+                                  model_config, longest, config.recomputes, trainable_parameters=trainable,
+                                  release_memory=config.release_memory, micro_batch_tokens=config.token_cap)
         text = f"peak {memory_plan.estimated_peak_bytes / 1e9:.2f} GB, "
         text += (f"micro-batches of at most {memory_plan.micro_batch_tokens} tokens" if memory_plan.micro_batch_tokens
                  else "whole batches")
