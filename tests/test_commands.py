@@ -237,6 +237,64 @@ def test_wandb_offline_run_carries_metrics_and_never_the_key(tiny_bert, mrpc_dir
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
+def wandb_records(run) -> list:
+    """The records of a run's one offline W&B run.
+
+    wandb 0.31 writes them from its Go core and ships no Python reader: the file is a 7-byte header
+    (``:W&B``, magic, version), then LevelDB's log format (32 KiB blocks; each chunk a 7-byte header
+    of CRC, length and type: full, first, middle or last), each record a ``wandb_internal_pb2.Record``.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    data, block = path.read_bytes(), 32 * 1024
+    assert data[:4] == b":W&B"
+    position, chunks, records = 7, [], []
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        chunks.append(data[position + 7:position + 7 + length])
+        position += 7 + length
+        if kind in (1, 4):  # full, last
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            records.append(record)
+            chunks = []
+    assert not chunks and position == len(data), "the .wandb file did not parse to its end"
+    return records
+
+
+def test_log_model_uploads_the_exported_best_model(tiny_bert, mrpc_dir, tmp_path, monkeypatch):
+    """--log_model puts best_model/ into the offline W&B run as a `model` artifact (sent by `wandb
+    sync`), every file with its digest; without the flag no artifact is logged."""
+    import base64
+    import hashlib
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    def artifacts(name: str, *extra: str) -> list:
+        run = tmp_path / name
+        args = train_args(tiny_bert, run, "--data_dir", str(mrpc_dir), "--epochs", "1", "--train_batch_size", "8",
+                          *extra)
+        args[args.index("--wandb_mode") + 1] = "offline"
+        assert main(args) == 0
+        return run, [r.artifact for r in wandb_records(run) if r.WhichOneof("record_type") == "artifact"]
+
+    run, logged = artifacts("with", "--log_model")
+    (artifact,) = logged
+    assert artifact.type == "model" and set(artifact.aliases) >= {"best"}
+    entries = {entry.path: entry.digest for entry in artifact.manifest.contents}
+    exported = {p.name: p for p in (run / "best_model").iterdir() if p.is_file()}
+    assert {"config.json", "model.safetensors"} <= set(entries) and set(entries) == set(exported)
+    for name, path in exported.items():
+        assert entries[name] == base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode(), name
+    assert artifacts("without")[1] == []
+
+
 def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
     from gluebox.training.tracking import resolve_mode
 

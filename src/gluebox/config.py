@@ -262,7 +262,7 @@ class TrainConfig:
     )
     wandb_project: str = _arg("gluebox", "W&B project.", resumable=True)
     wandb_run_name: str | None = _arg(None, "W&B run name. Default: the run directory's name.", resumable=True)
-    log_model: bool = _arg(False, "Upload the best checkpoint to W&B as an artifact.", resumable=True)
+    log_model: bool = _arg(False, "Upload the exported best model (best_model/) to W&B as a 'model' artifact at the end of the run.", resumable=True)
     progress_bar: bool = _arg(True, "Show a progress bar.", resumable=True)
 
     # Hardware.

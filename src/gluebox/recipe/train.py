@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError, RunInterrupted, RunStopped
 from gluebox.recipe.build import Recipe, build
-from gluebox.runs.directory import ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
+from gluebox.runs.directory import BEST_MODEL, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
 
 if TYPE_CHECKING:
     from gluebox.recipe.resume import Resume
@@ -177,6 +177,10 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+        if config.log_model:
+            from gluebox.training.tracking import log_best_model
+
+            log_best_model(logger, run.file(BEST_MODEL), summary["best"])
         logger.finalize("success")
         import wandb
 

@@ -41,9 +41,24 @@ def wandb_logger(config: TrainConfig, run_dir: Path, run_name: str):
         name=config.wandb_run_name or run_name,
         save_dir=str(run_dir),
         mode=mode,
-        log_model=config.log_model,
         settings={"console": "off"},
     )
+
+
+def log_best_model(logger, model_dir: Path, best: dict) -> None:
+    """Upload ``model_dir`` (the run's ``best_model/``) to W&B as a ``model`` artifact, alias ``best``.
+
+    Lightning's ``WandbLogger(log_model=True)`` uploads only what a ``ModelCheckpoint`` callback
+    saves, and gluebox keeps its own checkpoints; the exported model is what a user loads anyway.
+    Offline, the artifact waits in the offline run until ``wandb sync``.
+    """
+    import wandb
+
+    experiment = logger.experiment
+    artifact = wandb.Artifact(f"model-{experiment.id}", type="model",
+                              metadata={k: v for k, v in best.items() if isinstance(v, (int, float, str))})
+    artifact.add_dir(str(model_dir))
+    experiment.log_artifact(artifact, aliases=["best", "latest"])
 
 
 def redact(text: str) -> str:
