@@ -222,3 +222,5 @@ def test_launcher_rank_and_process_checks(monkeypatch):
         TrainConfig(train_batch_size=2, devices=2, num_nodes=2).validate()
     with pytest.raises(GlueboxError, match="--strategy"):
         TrainConfig(strategy="fsdp").validate()
+    with pytest.raises(GlueboxError, match="got 'ddp_spawn'; ddp runs the same training"):
+        TrainConfig(strategy="ddp_spawn").validate()

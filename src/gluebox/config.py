@@ -45,8 +45,12 @@ LoRA without it took 0.94x the time for 1219 MiB against 1157 (0.67x full fine-t
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 """Flags that only mean something with --peft lora."""
 
-STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
-"""Lightning strategies gluebox supports: one process per device, each with the whole model (DDP)."""
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+"""Lightning strategies gluebox supports: one process per device, each with the whole model (DDP).
+
+Not ``ddp_spawn``: it pickles the model and data into processes it starts, and Lightning's spawn
+launcher refuses gluebox's frozen dataclasses; ``ddp`` trains the same way from processes that run
+the same command."""
 
 
 def _arg(default: Any, help: str, *, choices: tuple[str, ...] | None = None, aliases: tuple[str, ...] = (),
@@ -285,7 +289,7 @@ class TrainConfig:
     )
     strategy: str = _arg(
         "auto",
-        "Lightning strategy: auto (ddp when there is more than one process), ddp, ddp_spawn, "
+        "Lightning strategy: auto (ddp when there is more than one process), ddp, "
         "ddp_find_unused_parameters_true.",
         choices=STRATEGIES,
         fixed_by_sweep=True,
@@ -345,7 +349,9 @@ class TrainConfig:
         reproducibility.check_mode(self.reproducibility)
         allocator.check_allocator(self.allocator)
         if self.strategy not in STRATEGIES:
-            raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+            hint = "; ddp runs the same training, in processes Lightning starts with the same command" \
+                if self.strategy == "ddp_spawn" else ""
+            raise GlueboxError(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'{hint}")
         if self.train_batch_size < self.processes:
             raise GlueboxError(
                 f"--train_batch_size {self.train_batch_size} is smaller than the {self.processes} processes "

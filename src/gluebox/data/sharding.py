@@ -40,7 +40,7 @@ class ShardSampler(torch.utils.data.Sampler[int]):
     The split's batches of ``batch_size`` are cut into one contiguous block per process, so each
     process scores exactly the batches a single process would (same examples, same padding).
     The rank is looked up when the loader is iterated (the process group exists by then), so the
-    same loader object works under every launcher, ``ddp_spawn`` included.
+    same loader object works under every launcher.
     """
 
     def __init__(self, length: int, batch_size: int = 1, rank: int | None = None, world_size: int | None = None):

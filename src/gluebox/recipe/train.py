@@ -165,7 +165,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         stop.uninstall()
     if not lead:
         return run
-    # What rank 0 wrote (under ddp_spawn, training ran in other processes than this one).
+    # What rank 0 wrote.
     records = run.metrics()
     if len(records) < config.epochs:
         run.set_status("interrupted", epochs_completed=len(records))

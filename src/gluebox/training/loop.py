@@ -65,8 +65,8 @@ def check_validation_shards(fabric: L.Fabric, recipe) -> None:
 def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | None = None) -> None:
     """Train ``recipe`` for its epochs (from ``resume_from``'s checkpoint when given).
 
-    Runs in every process, under every launcher (``ddp_spawn`` calls it in processes it starts,
-    which begin without gluebox's settings, hence the stop signals and quiet libraries here).
+    Runs in every process, under every launcher (torchrun's, a cluster's, or Lightning's, which
+    starts the other processes with the same command).
     With several processes, the other ranks take rank 0's run path (the default one holds the
     time of day) and each rank draws its own dropout; with one, the random stream is kept.
     Ends with :class:`~gluebox.errors.RunInterrupted` after a stop signal's checkpoint.
