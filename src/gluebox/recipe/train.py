@@ -85,6 +85,20 @@ def _model_card(recipe: Recipe, run: RunDirectory):
     return card
 
 
+def end_process_group(fabric) -> None:
+    """Wait until every process has trained, then close the process group in each.
+
+    Without this, a rank that returned first exited while gloo's connection threads still ran, and
+    its C++ runtime aborted ("terminate called without an active exception", SIGABRT), failing the
+    launcher after a complete run.
+    """
+    import torch.distributed
+
+    fabric.barrier()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
@@ -163,6 +177,8 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         raise
     finally:
         stop.uninstall()
+    if fabric.world_size > 1:
+        end_process_group(fabric)
     if not lead:
         return run
     # What rank 0 wrote.
