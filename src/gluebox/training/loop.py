@@ -81,9 +81,6 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     config, task = recipe.config, recipe.task
     stop.install()
     if fabric.world_size > 1:
-        from gluebox.training.quiet import quiet_libraries
-
-        quiet_libraries()
         run.path = Path(fabric.broadcast(str(run.path), src=0))
         torch.manual_seed(rank_seed(config.seed, fabric.global_rank))
     deterministic()
