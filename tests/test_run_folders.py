@@ -263,6 +263,29 @@ def test_three_runs_started_at_once_get_three_complete_folders(tiny_bert, mrpc_d
     assert seeds == {1, 2, 3} and len(ids) == 3
 
 
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+def test_only_rank_0_claims_and_the_other_rank_writes_nothing_of_its_own(tiny_bert, mrpc_dir, same_second, launcher):
+    """Two processes, default name already taken by a folder of the user's: rank 0 claims `-2`; rank 1,
+    which does not claim, trains into rank 0's folder (it learns the path from rank 0)."""
+    stem = f"mrpc-{Path(tiny_bert).name}-{FIXED_TIME}"
+    (same_second / stem).mkdir(parents=True)
+    (same_second / stem / "mine.txt").write_text("not a run")
+    command = ["train", "--model_name_or_path", tiny_bert, "--data_dir", str(mrpc_dir), *SETTINGS, "--epochs", "1",
+               "--wandb_mode", "disabled", "--no-progress_bar", "--accelerator", "cpu", "--devices", "2",
+               "--num_threads", "1"]
+    prefix = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gluebox"]
+              if launcher == "torchrun" else [sys.executable, "-m", "gluebox"])
+    result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in same_second.iterdir()) == [stem, f"{stem}-2"]
+    assert [p.name for p in (same_second / stem).iterdir()] == ["mine.txt"]
+    run = same_second / f"{stem}-2"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert len((run / "steps" / "metrics.csv").read_text().splitlines()) == 1 + STEPS_PER_EPOCH
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["run"]["id"] == read_marker(run)["id"]
+
+
 def test_a_start_refused_after_the_claim_gives_the_folder_back(tmp_path, mrpc_dir, capsys, monkeypatch):
     """A model that does not load is found after the folder was claimed: nothing is left, as before."""
     broken = tmp_path / "broken-model"
@@ -377,13 +400,9 @@ def test_a_nan_main_metric_does_not_freeze_the_best_model(tiny_bert, tmp_path, c
 SWAP = """
 import os, shutil, sys
 from pathlib import Path
-from transformers import AutoTokenizer, BertForSequenceClassification
 import gluebox.training.export as export
 
-target, source, kill_at, exchange = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "exchange"
-model = BertForSequenceClassification.from_pretrained(source, num_labels=2)
-model.config.gluebox_generation = "new"
-tokenizer = AutoTokenizer.from_pretrained(source)
+target, new_model, kill_at, exchange = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "exchange"
 if not exchange:
     export.exchange = lambda a, b: False
 calls = []
@@ -405,14 +424,23 @@ os.replace, os.rename, shutil.rmtree = killing(os.replace), killing(os.rename), 
 
 def write(folder):
     global armed
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    shutil.copytree(new_model, folder, dirs_exist_ok=True)  # as save_pretrained would write it
     armed = True  # from here on every file-system step of the swap may be the last
 
 
 export.swap_in(target, write, "kept")
 print(len(calls))
 """
+
+
+def save_model(path: Path, source: str, name: str) -> Path:
+    """A classifier saved with ``gluebox_generation = name`` in its config."""
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(source, num_labels=2)
+    model.config.gluebox_generation = name
+    model.save_pretrained(path)
+    return path
 
 
 def generation(folder: Path) -> str:
@@ -425,26 +453,24 @@ def generation(folder: Path) -> str:
 
 @pytest.mark.parametrize("way", ["exchange", "two renames"])
 def test_a_kill_at_any_step_of_the_best_model_swap_leaves_a_complete_model(tiny_bert, tmp_path, way):
-    """The swap is killed before each of its file-system steps in turn; best_model/ always loads
-    (the old model before the swap's one step, the new one after). Without an exchange, the kill
-    between the two renames leaves the old model aside, and the next swap puts it back first."""
-    from transformers import BertForSequenceClassification
+    """The swap is killed (os._exit) before each of its file-system steps in turn, after the new model
+    is written beside it: best_model/ always loads. Without an exchange (a file system that has none),
+    the kill between the two renames leaves the old model aside, and the next swap puts it back first."""
+    import shutil
+
+    old, new = save_model(tmp_path / "old", tiny_bert, "old"), save_model(tmp_path / "new", tiny_bert, "new")
 
     def prepare(folder: Path) -> Path:
-        target = folder / "best_model"
-        old = BertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-        old.config.gluebox_generation = "old"
-        old.save_pretrained(target)
-        return target
+        return Path(shutil.copytree(old, folder / "best_model"))
 
     def swap(target: Path, kill_at: int) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", SWAP, str(target), tiny_bert, str(kill_at), way],
+        return subprocess.run([sys.executable, "-c", SWAP, str(target), str(new), str(kill_at), way],
                               capture_output=True, text=True, timeout=300)
 
     done = swap(prepare(tmp_path / "complete"), 0)
     assert done.returncode == 0, done.stderr
+    assert generation(tmp_path / "complete" / "best_model") == "new"
     steps = int(done.stdout.split()[-1])
-    assert steps >= 1
     # The steps after the new folder is written: with an exchange, only removing the old folder (the
     # exchange itself is one system call); without, rename the old aside, rename the new in, remove the old.
     expected = {1: "new"} if way == "exchange" else {1: "old", 2: "aside", 3: "new"}

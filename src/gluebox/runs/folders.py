@@ -284,14 +284,12 @@ def claim(path: str | Path, kind: FolderKind, overwrite: bool = False) -> Claim:
         return Claim(path, kind, marker, replaces=True)
     try:
         made = _make(path)
-    except FileExistsError:
+    except FileExistsError:  # an empty folder, or one another process made since the check
         made = None
-    if made is None and (not write_marker(path, marker) or kind.foreign(path)):
+    if not write_marker(path, marker):
         # Another process took it between the check and now: the check says what it is now.
         check_folder(path, kind, overwrite=False)
         raise GlueboxError(f"--output_dir {path} was taken by another process; choose another --output_dir")
-    if made is not None:
-        write_marker(path, marker)
     return Claim(path, kind, marker, made=made)
 
 
