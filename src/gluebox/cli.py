@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ray cluster to run on: auto, HOST:6379 or ray://HOST:10001. "
                             "Default: a local Ray instance on this machine (loopback only), shut down at the end.")
     sweep.add_argument("--output_dir", default=None, help="The sweep's folder (default: the sweep file's, or runs/sweep-<name>-<time>).")
-    sweep.add_argument("--overwrite", action="store_true", help="Replace an existing sweep folder.")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="Replace an existing gluebox sweep folder: only the files gluebox wrote in it go; "
+                            "anything else there stops it with one line that names them.")
 
     from gluebox.suite.spec import SET_BY_SUITE
 

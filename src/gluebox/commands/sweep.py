@@ -141,8 +141,8 @@ def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = 
         path = trials_dir / trial["name"]
         run = RunDirectory(path)
         status = run.status() if path.is_dir() else None
-        if status and status.get("status") == "running":
-            # The trial's Ray worker ended before the run did (stopped and torn down mid-epoch).
+        if status and status.get("status") in ("starting", "running"):
+            # The trial's Ray worker ended before the run did (stopped and torn down mid-epoch, or while it loaded).
             run.set_status("stopped", reason=errors.get(trial["name"]) or STOPPED_BY_TUNE,
                            epochs_completed=len(run.metrics()))
         outcomes.append(read_outcome(trial["name"], trial["params"], path, metric, mode, errors.get(trial["name"])))
