@@ -324,9 +324,15 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path, tiny_bert, 
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in output.rglob("*") if p.is_file()}
     assert after == before
 
-    # With --overwrite the old run is replaced (so the check above is what kept it).
+    # --overwrite replaces only what gluebox wrote: with the user's notes there, it deletes nothing.
+    assert main(args + ["--seed", "7", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()] and "--overwrite would delete notes.txt" in err
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in output.rglob("*") if p.is_file()} == before
+
+    # With the notes moved out, the old run is replaced (so the checks above are what kept it).
+    (output / "notes.txt").rename(tmp_path / "notes.txt")
     assert main(args + ["--seed", "7", "--overwrite"]) == 0
-    assert not (output / "notes.txt").exists()
     assert json.loads((output / "summary.json").read_text())["seed"] == 7
 
 
@@ -447,8 +453,10 @@ def test_overwrite_never_removes_what_gluebox_did_not_write(capsys, tmp_path, ti
 
 def test_existing_run_directory_points_to_resume(capsys, tmp_path, tiny_bert, rte):
     output = tmp_path / "run"
-    output.mkdir()
+    output.mkdir()  # a run of a gluebox from before the marker: its status, config and task
     (output / "status.json").write_text('{"status": "interrupted"}')
+    (output / "config.yaml").write_text("task_name: rte\n")
+    (output / "task.json").write_text("{}")
     line = assert_refused(capsys, train_args(tiny_bert, output, "--task_name", "rte", "--data_dir", str(rte),
                                              *quick()), "already exists", None)
     assert f"--resume {output}" in line and "--overwrite" in line

@@ -391,7 +391,7 @@ def test_a_folder_that_is_not_a_suite_is_never_used(tiny_bert, glue_data, tmp_pa
     (other / "notes.txt").write_text("mine")
     assert main(glue_args(tiny_bert, glue_data, other, "--tasks", "rte")) == 2
     assert capsys.readouterr().err.strip() == (f"gluebox: error: --output_dir {other} already exists and is not a "
-                                               "gluebox glue suite; choose another --output_dir")
+                                               "gluebox glue suite (it holds notes.txt); choose another --output_dir")
     assert main(["glue", "--resume", str(other)]) == 2
     assert capsys.readouterr().err.strip() == (f"gluebox: error: cannot resume {other}: it is not a gluebox glue "
                                                "suite (no valid suite.json)")

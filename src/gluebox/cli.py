@@ -13,6 +13,7 @@ import traceback
 
 from gluebox import __version__
 from gluebox.errors import GlueboxError
+from gluebox.runs.folders import record_command
 
 EPILOG = "Run `gluebox COMMAND --help` for a command's flags. Docs: README.md."
 
@@ -51,6 +52,12 @@ class _Parser(argparse.ArgumentParser):
         return ""
 
 
+def plain_help(text: str) -> str:
+    """``text`` as argparse help shows it: argparse formats help with ``%`` (``%(default)s``), so a
+    literal ``%`` (a config field's "13% less") is doubled."""
+    return text.replace("%", "%%")
+
+
 RESUME_HELP = ("Continue an interrupted run from its last checkpoint, with the settings in RUN_DIR/config.yaml. "
                "It finishes exactly as an uninterrupted run would.")
 
@@ -64,7 +71,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] = 
         if f.name in exclude:
             continue
         names = [f"--{f.name}", *f.metadata.get("aliases", ())]
-        help_text = f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else "")
+        help_text = plain_help(f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else ""))
         kind = str if text_flag(f) else value_type(f)
         if kind is bool:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
@@ -129,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ray cluster to run on: auto, HOST:6379 or ray://HOST:10001. "
                             "Default: a local Ray instance on this machine (loopback only), shut down at the end.")
     sweep.add_argument("--output_dir", default=None, help="The sweep's folder (default: the sweep file's, or runs/sweep-<name>-<time>).")
-    sweep.add_argument("--overwrite", action="store_true", help="Replace an existing sweep folder.")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="Replace an existing gluebox sweep folder: only the files gluebox wrote in it go; "
+                            "anything else there stops it with one line that names them.")
 
     from gluebox.suite.spec import SET_BY_SUITE
 
@@ -300,6 +309,7 @@ def allocator_choice(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    record_command(argv)
     debug = "--debug" in argv or os.environ.get("GLUEBOX_DEBUG") == "1"
     from gluebox.reproducibility import MODES, pin
 

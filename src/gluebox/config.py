@@ -238,7 +238,8 @@ class TrainConfig:
     # Where things go.
     output_dir: str | None = _arg(
         None,
-        "Run directory. Default: $GLUEBOX_RUNS_DIR (or ./runs) / <task>-<model>-<time>.",
+        "Run directory: a new or empty folder (or a gluebox run with --overwrite). Default: $GLUEBOX_RUNS_DIR "
+        "(or ./runs) / <task>-<model>-<time>, with -2, -3... when a run started in the same second has it.",
         fixed_by_sweep=True,
     )
     checkpoint_dir: str | None = _arg(
@@ -254,7 +255,12 @@ class TrainConfig:
         None, "Also save checkpoints/last.ckpt every N optimizer steps. Neither setting changes the results.",
         resumable=True,
     )
-    overwrite: bool = _arg(False, "Replace an existing run directory (never needed with --resume).", fixed_by_sweep=True)
+    overwrite: bool = _arg(
+        False,
+        "Replace an existing gluebox run directory: only the files gluebox wrote in it go; anything else there "
+        "(your notes, plots) stops it with one line that names them, before anything is deleted.",
+        fixed_by_sweep=True,
+    )
 
     # Tracking.
     wandb_mode: str = _arg(

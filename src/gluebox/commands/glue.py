@@ -8,6 +8,7 @@ suite; ``--check ZIP`` validates a submission zip. See :mod:`gluebox.suite`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from gluebox.errors import GlueboxError, RunInterrupted
@@ -54,16 +55,18 @@ def glue(args: argparse.Namespace) -> int:
     else:
         suite = new_suite(args.output_dir, parse_tasks(args.tasks), given, load_overrides(args.overrides))
 
-    states = {task: run_state(suite.run_path(task)) for task in suite.tasks}
-    labels = {"new": "to run", "restart": "to run", "resume": "resume", "complete": "complete"}
-    plan = make_plan(suite, {task: labels[state] for task, state in states.items()})
-    where = (f"in parallel on the Ray cluster at {args.address} ({args.cpus_per_task:g} CPU(s), "
-             f"{args.gpus_per_task:g} GPU(s) per task)" if args.address else "one after another on this machine")
-    data = suite.data_dir or "the hub dataset nyu-mll/glue"
-    print(f"glue: {len(suite.tasks)} task(s){' and AX (with the mnli run)' if suite.ax else ''} with {suite.model} "
-          f"on {data}, {where}; writing {suite.path}", flush=True)
-    print(plan.describe(), flush=True)
-    suite.save()
+    # A new suite refused before it starts (data that does not read) gives its folder back.
+    with suite.claim.released_on_error() if suite.claim is not None else contextlib.nullcontext():
+        states = {task: run_state(suite.run_path(task)) for task in suite.tasks}
+        labels = {"new": "to run", "restart": "to run", "resume": "resume", "complete": "complete"}
+        plan = make_plan(suite, {task: labels[state] for task, state in states.items()})
+        where = (f"in parallel on the Ray cluster at {args.address} ({args.cpus_per_task:g} CPU(s), "
+                 f"{args.gpus_per_task:g} GPU(s) per task)" if args.address else "one after another on this machine")
+        data = suite.data_dir or "the hub dataset nyu-mll/glue"
+        print(f"glue: {len(suite.tasks)} task(s){' and AX (with the mnli run)' if suite.ax else ''} with {suite.model} "
+              f"on {data}, {where}; writing {suite.path}", flush=True)
+        print(plan.describe(), flush=True)
+        suite.save()
 
     try:
         if args.address:

@@ -54,6 +54,7 @@ def describe_result(path, summary: dict, config: TrainConfig) -> str:
         predict = f"gluebox predict {run} --file YOUR_DATA.csv --output predictions.csv"
     else:
         predict = f"gluebox predict {run} --output {shlex.quote(str(path / 'predictions.tsv'))}"
+    note = [f"  note: {summary['note']}"] if summary.get("note") else []
     return "\n".join([
         f"run complete: {path}",
         f"  best epoch {summary['best_epoch']} of {summary['epochs']} (by {summary['main_metric']}): {metrics}",
@@ -62,4 +63,5 @@ def describe_result(path, summary: dict, config: TrainConfig) -> str:
         f"  best model: {path / BEST_MODEL} (Hugging Face format, with a model card)",
         f"  plot it:    gluebox plot {run} --output {shlex.quote(str(path / 'learning_curves.png'))}",
         f"  predict:    {predict}",
+        *note,
     ])

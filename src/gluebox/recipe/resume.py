@@ -17,7 +17,7 @@ from typing import Any
 from gluebox.config import TrainConfig, resume_config
 from gluebox.errors import GlueboxError
 from gluebox.runs.directory import CONFIG, ENVIRONMENT, MEMORY_PLAN, TASK, RunDirectory
-from gluebox.training.checkpoints import LAST, check_checkpoint_dir, checkpoint_folder
+from gluebox.training.checkpoints import LAST, check_checkpoint_dir, check_owner, checkpoint_folder
 from gluebox.training.memory import MemoryPlan
 
 
@@ -61,6 +61,7 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
             f"cannot resume {run_path}: no checkpoint at {checkpoint} (the run stopped before saving one); "
             "start it again with --overwrite"
         )
+    check_owner(checkpoint, run)
     if checkpoint_folder(run.path, config.checkpoint_dir) != checkpoint.parent:
         check_checkpoint_dir(checkpoint_folder(run.path, config.checkpoint_dir))
     try:

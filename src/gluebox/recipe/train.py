@@ -8,6 +8,7 @@ keeps from the first start, and how the run directory is opened (:func:`open_run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -18,58 +19,100 @@ from typing import TYPE_CHECKING
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError, RunInterrupted, RunStopped
 from gluebox.recipe.build import Recipe, build
-from gluebox.runs.directory import BEST_MODEL, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
+from gluebox.runs.directory import (BEST_MODEL, ENVIRONMENT, MEMORY_PLAN, STATUS, SUMMARY, TASK, RunDirectory,
+                                    check_writable)
+from gluebox.runs.folders import RUN, Claim, check_folder, claim_new_name, new_marker, read_marker, write_marker
+from gluebox.runs.folders import claim as claim_folder
 
 if TYPE_CHECKING:
     from gluebox.recipe.resume import Resume
 
 
-def default_run_path(config: TrainConfig) -> Path:
-    """``$GLUEBOX_RUNS_DIR`` (or ``runs``) / ``<task>-<model>-<yyyymmdd-hhmmss>``."""
+def default_run_name(config: TrainConfig) -> tuple[Path, str]:
+    """``$GLUEBOX_RUNS_DIR`` (or ``runs``) and ``<task>-<model>-<yyyymmdd-hhmmss>``: the parent and stem
+    of a new run's default folder (claimed with ``-2``, ``-3``... when taken)."""
     parent = Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs"))
     model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(config.model_name_or_path.rstrip("/")).name) or "model"
-    stem = f"{config.task_name}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = parent / stem, 1
-    while path.exists():
-        n += 1
-        path = parent / f"{stem}-{n}"
-    return path
+    return parent, f"{config.task_name}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_run_directory(config: TrainConfig, resume: "Resume | None", rank: int) -> RunDirectory:
-    """The run's directory: the resumed one, or a new one checked (by rank 0) but not created yet."""
+    """The run's directory: the resumed one, or a new one checked (by rank 0) but not claimed yet.
+
+    A new run without ``--output_dir`` gets its name when it is claimed; the other ranks of a
+    multi-process run learn it from rank 0 when training starts (:func:`gluebox.training.loop.fit`).
+    """
     if resume is not None:
         return resume.run
     from gluebox.training import memory
     from gluebox.training.checkpoints import check_checkpoint_dir
 
-    path = config.output_dir or default_run_path(config)
-    run = RunDirectory(path)
-    if rank == 0:
-        run = RunDirectory.check_new(path, config.overwrite)
-        if config.checkpoint_dir is not None and not config.overwrite:
-            check_checkpoint_dir(config.checkpoint_dir)
-    config.output_dir = str(run.path)
+    if config.output_dir is None:
+        parent, stem = default_run_name(config)
+        run = RunDirectory(parent / stem)
+        if rank == 0:
+            check_writable(parent)
+    else:
+        run = RunDirectory(config.output_dir)
+        if rank == 0:
+            check_folder(run.path, RUN, config.overwrite)
+            check_writable(run.path)
+            if config.overwrite:
+                check_not_running(run)
+    if rank == 0 and config.checkpoint_dir is not None and not config.overwrite:
+        check_checkpoint_dir(config.checkpoint_dir)
     memory.preflight(config)
     return run
 
 
+def check_not_running(run: RunDirectory) -> None:
+    """``--overwrite`` never replaces a run that a live process is still writing."""
+    from gluebox.recipe.resume import is_gluebox_process
+
+    status = run.status() if run.file(STATUS).is_file() else None
+    pid = (status or {}).get("pid")
+    if (status or {}).get("status") in ("starting", "running") and isinstance(pid, int) and is_gluebox_process(pid):
+        raise GlueboxError(f"cannot overwrite {run.path}: it is still running (process {pid}); stop it first")
+
+
+def claim_run_directory(config: TrainConfig, run: RunDirectory) -> Claim:
+    """Claim the new run's folder (rank 0), before the data and model are loaded: it is ``starting``.
+
+    The default name is claimed atomically (``-2``, ``-3``... when taken); ``config.output_dir``
+    is set to the folder claimed.
+    """
+    if config.output_dir is None:
+        claim = claim_new_name(run.path.parent, run.path.name, RUN)
+        run.path = claim.path
+    else:
+        claim = claim_folder(run.path, RUN, config.overwrite)
+    config.output_dir = str(run.path)
+    if not claim.replaces:
+        with claim.released_on_error():
+            run.set_status("starting", pid=os.getpid(), created=claim.marker["created"])
+    return claim
+
+
 def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None", environment: dict,
-                       checked: bool) -> None:
+                       claim: Claim | None) -> None:
     """Rank 0 only: from here on the run exists, marked ``running`` until it completes.
 
-    ``checked``: :func:`check_run_directory` already checked the path in this process (else a
-    launcher gave this process another rank than the one it ends up with, and it checks now)."""
+    ``claim``: the folder :func:`claim_run_directory` claimed in this process (None when a launcher
+    gave this process another rank than the one it ends up with: it claims now).
+    """
     config = recipe.config
     if resume is None:
-        if not checked:
-            RunDirectory.check_new(run.path, config.overwrite)
-        run.create(config.overwrite)
+        if claim is None:
+            claim = claim_run_directory(config, run)
+        claim.take()
+        run.mark_running()
         run.write_config(config.to_dict())
         run.write_json(TASK, recipe.task.to_dict())
         run.write_json(MEMORY_PLAN, recipe.plan.to_dict())
         run.write_json(ENVIRONMENT, environment)
     else:
+        if read_marker(run.path) is None:  # made before the marker: it gets one now, and its checkpoints its id
+            write_marker(run.path, new_marker(RUN))
         run.reopen()
         run.write_config(config.to_dict())  # with this session's harmless flags (a new --checkpoint_dir)
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
@@ -120,44 +163,49 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     quiet_libraries()
     expected_rank = launcher_rank(config.devices)
     run = check_run_directory(config, resume, expected_rank)
-    recipe = build(config, resume)
+    claim = claim_run_directory(config, run) if resume is None and expected_rank == 0 else None
+    # A start refused from here until the run opens (bad data, a model that does not load) gives the folder back.
+    with claim.released_on_error() if claim is not None else contextlib.nullcontext():
+        recipe = build(config, resume)
 
-    from gluebox.runs.environment import describe
-    from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
-    from gluebox.training.eta import estimate_epoch_seconds
-    from gluebox.training.hardware import device_name
-    from gluebox.training.loop import check_validation_shards, fit, make_fabric
-    from gluebox.training.signals import StopRequest
-    from gluebox.training.tracking import wandb_logger
+        from gluebox.runs.environment import describe
+        from gluebox.training.checkpoints import Checkpoints
+        from gluebox.training.eta import estimate_epoch_seconds
+        from gluebox.training.hardware import device_name
+        from gluebox.training.loop import check_validation_shards, fit, make_fabric
+        from gluebox.training.signals import StopRequest
+        from gluebox.training.tracking import wandb_logger
 
-    stop = StopRequest()
-    folder = checkpoint_folder(run.path, config.checkpoint_dir)
-    checkpoints = Checkpoints(folder, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
-                              config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
-    logger = wandb_logger(config, run.path, run.path.name)
-    fabric = make_fabric(config, logger, callbacks)
-    if fabric.world_size > 1:
-        check_validation_shards(fabric, recipe)
-
-    device = device_name(config.accelerator)
-    lead = fabric.is_global_zero
-    if lead:
-        print(recipe.plan.describe(), flush=True)
-        print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
-        if config.peft == "lora":
-            from gluebox.training.adapters import describe_lora
-
-            print(describe_lora(recipe.model), flush=True)
+        stop = StopRequest()
+        checkpoints = Checkpoints(config.checkpoint_dir, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
+                                  config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
+        logger = wandb_logger(config, run.path, run.path.name)
+        fabric = make_fabric(config, logger, callbacks)
         if fabric.world_size > 1:
-            print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
-                  f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
-        open_run_directory(run, recipe, resume, describe(device) | {
-            "torch_threads": recipe.threads, "processes": fabric.world_size,
-            "reproducibility": config.reproducibility, "adamw": recipe.optim.implementation,
-            "precision": config.precision}, checked=expected_rank == 0)
-        stop.install()
-        if logger is not None:
-            logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
+            check_validation_shards(fabric, recipe)
+
+        device = device_name(config.accelerator)
+        lead = fabric.is_global_zero
+        if claim is not None and not lead:  # the launcher made another process rank 0: that one claims
+            claim.release()
+            claim = None
+        if lead:
+            print(recipe.plan.describe(), flush=True)
+            print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
+            if config.peft == "lora":
+                from gluebox.training.adapters import describe_lora
+
+                print(describe_lora(recipe.model), flush=True)
+            if fabric.world_size > 1:
+                print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
+                      f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
+            open_run_directory(run, recipe, resume, describe(device) | {
+                "torch_threads": recipe.threads, "processes": fabric.world_size,
+                "reproducibility": config.reproducibility, "adamw": recipe.optim.implementation,
+                "precision": config.precision}, claim)
+            stop.install()
+            if logger is not None:
+                logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
 
     # Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:

@@ -1,8 +1,10 @@
 """The run directory: what a run writes, written so that a reader can trust it.
 
 Every file is written to a temporary name and renamed into place, so a file under its
-final name is always complete. ``status.json`` says whether the run is ``running``,
-``complete``, ``failed`` or ``interrupted``; ``summary.json`` exists only for a complete run.
+final name is always complete. ``status.json`` says whether the run is ``starting``,
+``running``, ``complete``, ``failed`` or ``interrupted``; ``summary.json`` exists only for a
+complete run. Which folders are gluebox's, and how a new one is claimed, is in
+:mod:`gluebox.runs.folders`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import errno
 import io
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,14 @@ STEPS = "steps"
 """``steps/metrics.csv``: every optimizer step's loss, learning rate, throughput and memory
 (written by :class:`gluebox.training.recorders.StepRecorder`). Checkpoints have their own
 module, :mod:`gluebox.training.checkpoints`."""
+CHECKPOINTS = "checkpoints"
+"""The checkpoint folder inside a run directory (unless ``--checkpoint_dir`` puts them elsewhere)."""
+WANDB = "wandb"
+"""The W&B run files (:mod:`gluebox.training.tracking`)."""
+RUN_FILES = frozenset({CONFIG, ENVIRONMENT, TASK, METRICS_CSV, METRICS_JSONL, SUMMARY, STATUS, MEMORY_PLAN,
+                       BEST_MODEL, BEST_ADAPTER, PREDICTIONS, STEPS, CHECKPOINTS, WANDB})
+"""Every entry gluebox writes at the top of a run directory: ``--overwrite`` removes these (and
+their temporaries) and nothing else. A new file of the run belongs here."""
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -149,39 +158,8 @@ class RunDirectory:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    @classmethod
-    def check_new(cls, path: str | Path, overwrite: bool) -> "RunDirectory":
-        """Check, without touching anything, that a new run may be written at ``path``.
-
-        ``--overwrite`` replaces only what gluebox wrote: a folder that is not a run
-        directory, or a file, is never removed.
-        """
-        run = cls(path)
-        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
-            if not overwrite:
-                raise GlueboxError(
-                    f"run directory {run.path} already exists; pass --resume {run.path} to continue it, "
-                    "--overwrite to replace it, or choose another --output_dir"
-                )
-            if not run.path.is_dir() or not (run.file(CONFIG).exists() or run.file(STATUS).exists()):
-                raise GlueboxError(
-                    f"--output_dir {run.path} holds something that is not a gluebox run; --overwrite only "
-                    "replaces run directories, so choose another --output_dir"
-                )
-        check_writable(run.path)
-        return run
-
-    def create(self, overwrite: bool) -> None:
-        """Make the folder (emptying it first when overwriting) and mark the run as running."""
-        if overwrite and self.path.exists():
-            if self.path.is_dir():
-                shutil.rmtree(self.path)
-            else:
-                self.path.unlink()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise GlueboxError(f"cannot create run directory {self.path}: {error.strerror}") from None
+    def mark_running(self) -> None:
+        """The run starts training: ``running``, with this process and when."""
         self.set_status("running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid())
 
     def set_status(self, status: str, **details: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from gluebox import resources
@@ -17,12 +18,9 @@ def build_summary(records: list[dict], recipe, started: float, device: str, proc
         return {k: v for k, v in record.items() if not k.startswith("perf/")}
 
     config, task, monitor, train_split = recipe.config, recipe.task, recipe.monitor, recipe.encoded["train"]
-    best = records[0]
-    for record in records[1:]:
-        if record[monitor] > best[monitor]:
-            best = record
+    best, nan_epochs = best_record(records, monitor)
     fingerprint_key = f"{task.validation_splits[0]}/fingerprint"
-    return {
+    summary = {
         "status": "complete",
         "task": task.name,
         "model": config.model_name_or_path,
@@ -45,3 +43,37 @@ def build_summary(records: list[dict], recipe, started: float, device: str, proc
         "steps": records[-1]["step"],
         "processes": processes,
     }
+    if nan_epochs:
+        summary["nan_epochs"] = nan_epochs
+        summary["note"] = nan_note(monitor, nan_epochs, len(records))
+    return summary
+
+
+def best_record(records: list[dict], monitor: str) -> tuple[dict, list[int]]:
+    """The epoch record with the highest ``monitor``, and the epochs whose ``monitor`` was NaN.
+
+    A NaN is never the best (as in :meth:`gluebox.training.checkpoints.Checkpoints.save_if_best`);
+    when every epoch's is NaN, the last epoch stands in (``best_model/`` holds it).
+    """
+    nan_epochs = [r["epoch"] for r in records if is_nan(r.get(monitor))]
+    valid = [r for r in records if not is_nan(r.get(monitor))]
+    if not valid:
+        return records[-1], nan_epochs
+    best = valid[0]
+    for record in valid[1:]:
+        if record[monitor] > best[monitor]:
+            best = record
+    return best, nan_epochs
+
+
+def is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def nan_note(monitor: str, nan_epochs: list[int], epochs: int) -> str:
+    """What ``summary.json`` says about NaN main metrics (a Pearson over constant predictions is NaN)."""
+    listed = ", ".join(str(epoch) for epoch in nan_epochs)
+    if len(nan_epochs) == epochs:
+        return (f"{monitor} was NaN in every epoch (constant predictions?): no epoch is best by it; "
+                "best_model/ and the best metrics are the last epoch's")
+    return f"{monitor} was NaN in epoch(s) {listed} (constant predictions?): never counted as best"

@@ -18,12 +18,9 @@ from typing import Any
 
 from gluebox.runs.directory import SUMMARY, RunDirectory, atomic_write_text
 from gluebox.suite.plan import duration
-from gluebox.suite.spec import Suite
+from gluebox.suite.spec import PLOT, RESULTS_CSV, RESULTS_MD, Suite
 from gluebox.tasks import GLUE_SCORE_TASKS, GLUE_TASKS
 
-RESULTS_MD = "results.md"
-RESULTS_CSV = "results.csv"
-PLOT = "learning_curves.png"
 DISPLAY = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
            "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
 METRIC_NAMES = {"accuracy": "acc.", "f1": "F1", "matthews_correlation": "Matthews corr.", "pearson": "Pearson",

@@ -25,7 +25,9 @@ from typing import Any
 
 from gluebox.config import TrainConfig, config_values, environment_values, names_where, read_yaml_mapping
 from gluebox.errors import GlueboxError
-from gluebox.runs.directory import atomic_write_json, check_writable
+from gluebox.runs.directory import atomic_write_json
+from gluebox.runs.folders import Claim, FolderKind, claim, claim_new_name
+from gluebox.suite.submission import ZIP_NAME
 from gluebox.sweep.spec import absolute_paths
 from gluebox.tasks import GLUE_SCORE_TASKS, GLUE_TASKS
 
@@ -34,6 +36,18 @@ KIND = "gluebox glue suite"
 RUNS = "runs"
 PREDICTIONS = "predictions"
 PROGRESS = "progress.json"
+RESULTS_MD = "results.md"
+RESULTS_CSV = "results.csv"
+PLOT = "learning_curves.png"
+
+SUITE = FolderKind(
+    "glue suite", "glue suite",
+    frozenset({SUITE_FILE, RUNS, PREDICTIONS, PROGRESS, RESULTS_MD, RESULTS_CSV, PLOT, ZIP_NAME}),
+    frozenset({SUITE_FILE}),
+    lambda path: f"suite {path} already exists; continue it with `gluebox glue --resume {path}`, "
+                 "or choose another --output_dir",
+)
+"""A suite's folder: what gluebox writes in it, and how one made before the marker is told."""
 
 SET_BY_SUITE = frozenset({
     "task_name", "output_dir", "overwrite", "checkpoint_dir", "devices", "num_nodes", "strategy",
@@ -129,6 +143,8 @@ class Suite:
     """Each task's resolved train config (``TrainConfig.to_dict()``)."""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: str = ""
+    claim: Claim | None = field(default=None, repr=False, compare=False)
+    """A new suite's folder, claimed by :func:`new_suite` (given back if the suite is refused before it starts)."""
 
     @property
     def ax(self) -> bool:
@@ -158,7 +174,8 @@ class Suite:
                 "ax": self.ax, "overrides": self.overrides, "configs": self.configs}
 
     def save(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.claim is not None:
+            self.claim.take()
         atomic_write_json(self.path / SUITE_FILE, self.to_dict())
 
     def progress(self) -> dict[str, dict[str, Any]]:
@@ -191,32 +208,33 @@ def task_config(shared: dict[str, Any], overrides: dict[str, Any], task: str, ru
         raise GlueboxError(f"{task}: {error}") from None
 
 
-def default_suite_path(shared: dict[str, Any]) -> Path:
+def default_suite_name(shared: dict[str, Any]) -> tuple[Path, str]:
+    """``$GLUEBOX_RUNS_DIR`` (or ``runs``) and ``glue-<model>-<yyyymmdd-hhmmss>``: parent and stem of a new
+    suite's default folder (claimed with ``-2``, ``-3``... when taken)."""
     import os
     import re
 
     model = environment_values().get("model_name_or_path") or shared.get("model_name_or_path") or TrainConfig.model_name_or_path
     model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(model).rstrip("/")).name) or "model"
-    return Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs")) / f"glue-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs")), f"glue-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def new_suite(output_dir: str | None, tasks: list[str], shared: dict[str, Any],
               overrides: dict[str, dict[str, Any]]) -> Suite:
-    """A new suite, checked but not written: its folder must be new (or empty)."""
+    """A new suite, checked, its folder claimed (new, or an empty one) but nothing else written:
+    :meth:`Suite.save` writes it, and ``suite.claim.release()`` gives the folder back if it is refused first."""
     check_shared(shared)
-    path = Path(output_dir) if output_dir else default_suite_path(shared)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        if (path / SUITE_FILE).is_file():
-            raise GlueboxError(f"suite {path} already exists; continue it with `gluebox glue --resume {path}`, "
-                               "or choose another --output_dir")
-        raise GlueboxError(f"--output_dir {path} already exists and is not a gluebox glue suite; choose another --output_dir")
-    check_writable(path)
-    path = path.resolve()
-    configs = {task: task_config(shared, overrides.get(task, {}), task, path / RUNS / task, path.name).to_dict()
-               for task in tasks}
-    check_data_dir(configs[tasks[0]]["data_dir"], tasks)
+    if output_dir:
+        folder = claim(Path(output_dir), SUITE)
+    else:
+        folder = claim_new_name(*default_suite_name(shared), SUITE)
+    with folder.released_on_error():
+        path = folder.path.resolve()
+        configs = {task: task_config(shared, overrides.get(task, {}), task, path / RUNS / task, path.name).to_dict()
+                   for task in tasks}
+        check_data_dir(configs[tasks[0]]["data_dir"], tasks)
     return Suite(path, tasks, configs, {t: v for t, v in overrides.items() if t in tasks},
-                 time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                 time.strftime("%Y-%m-%dT%H:%M:%S%z"), claim=folder)
 
 
 def open_suite(path: str, given: dict[str, Any]) -> Suite:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,10 @@ def read_outcome(name: str, params: dict[str, Any], run_path: Path, metric: str,
     records = run.metrics() if run.path.is_dir() else []
     curve = [r[metric] for r in records if isinstance(r.get(metric), (int, float))]
     best = best_epoch = None
-    if curve:
+    numbers = [value for value in curve if not math.isnan(value)]  # a NaN is never the best
+    if numbers:
         pick = max if mode == "max" else min
-        best = pick(curve)
+        best = pick(numbers)
         best_epoch = curve.index(best) + 1
     reason = status.get("reason") or status.get("error") or tune_error
     return TrialOutcome(

@@ -19,10 +19,15 @@ optimizer and schedule, the step and epoch (``global_step``, ``epoch``), the pos
 epoch's batch order, the random generators and the recorders' file positions (the ``state``
 of :func:`gluebox.training.loop.fit`, saved with ``fabric.save``). Where it was taken does not
 change the results.
+
+Both also hold ``run``: the id in the run directory's marker (:mod:`gluebox.runs.folders`) and
+the folder's path, so that a run never resumes from another run's checkpoint (two runs given
+the same ``--checkpoint_dir`` with ``--overwrite`` replace each other's ``last.ckpt``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from pathlib import Path
@@ -35,11 +40,12 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox.errors import GlueboxError, RunInterrupted
 from gluebox.training.pause import Pause
-from gluebox.runs.directory import RunDirectory, atomic_write, disk_full_is_an_error
+from gluebox.runs.directory import CHECKPOINTS, RunDirectory, atomic_write, disk_full_is_an_error
+from gluebox.runs.folders import run_id
 from gluebox.training.export import export_best
 from gluebox.training.signals import StopRequest
 
-FOLDER = "checkpoints"
+FOLDER = CHECKPOINTS
 """The default checkpoint folder inside a run directory."""
 LAST = "last.ckpt"
 BEST = "best.ckpt"
@@ -58,6 +64,46 @@ def check_checkpoint_dir(checkpoint_dir: str | Path) -> None:
             f"--checkpoint_dir {checkpoint_dir} already holds {taken[0]} of another run; "
             "choose another --checkpoint_dir or pass --overwrite"
         )
+
+
+def check_owner(checkpoint: Path, run: RunDirectory) -> None:
+    """A one-line error unless ``checkpoint`` was written by ``run`` (same run id): a run never continues
+    from another run's checkpoint.
+
+    A checkpoint without an id (saved by an earlier gluebox) passes; so does one whose run has no
+    id yet (made by an earlier gluebox: it gets one when it is resumed).
+    """
+    owner = checkpoint_owner(checkpoint)
+    expected = run_id(run.path)
+    if owner is None or owner.get("id") is None or owner.get("id") == expected:
+        return
+    other = f"another run ({owner['path']})" if owner.get("path") else "another run"
+    raise GlueboxError(
+        f"cannot resume {run.path}: its checkpoint {checkpoint} belongs to {other}, which shared its "
+        f"--checkpoint_dir and replaced it; start {run.path} again with --overwrite"
+    )
+
+
+def checkpoint_owner(path: str | Path) -> dict | None:
+    """The ``run`` a checkpoint says it belongs to (its id and folder), read without loading its tensors;
+    None for a checkpoint from before gluebox wrote one."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise GlueboxError(f"checkpoint {path} does not exist") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise GlueboxError(f"checkpoint {path} cannot be read ({reason})") from None
+    owner = checkpoint.get("run") if isinstance(checkpoint, dict) else None
+    return owner if isinstance(owner, dict) else None
+
+
+def is_better(value: float | None, best: float | None) -> bool:
+    """True when an epoch's main metric ``value`` beats ``best`` so far; NaN (a Pearson over constant
+    predictions) never does, and a NaN ``best`` (an earlier gluebox kept it) counts as none."""
+    if value is None or math.isnan(value):
+        return False
+    return best is None or math.isnan(best) or value > best
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -192,11 +238,10 @@ class Checkpoints:
     moved) only replaces the best checkpoint and model with a better epoch.
     """
 
-    def __init__(self, folder: Path, run: RunDirectory, tokenizer, monitor: str,
+    def __init__(self, checkpoint_dir: str | Path | None, run: RunDirectory, tokenizer, monitor: str,
                  every_n_steps: int | None, every_minutes: float | None, stop: StopRequest,
                  model_card: Callable[[dict, int], str] | None = None):
-        self.folder = Path(folder)
-        self.path = self.folder / LAST
+        self.checkpoint_dir = checkpoint_dir
         self.run = run
         self.tokenizer = tokenizer
         self.monitor = monitor
@@ -210,6 +255,23 @@ class Checkpoints:
         """The last optimizer step the loop finished."""
         self._saved_step = 0
         self._saved_at = time.monotonic()
+
+    @property
+    def folder(self) -> Path:
+        """``--checkpoint_dir``, else the run's ``checkpoints/`` (where rank 0's run directory is, once
+        the processes agreed on it)."""
+        return checkpoint_folder(self.run.path, self.checkpoint_dir)
+
+    @property
+    def path(self) -> Path:
+        """``last.ckpt``."""
+        return self.folder / LAST
+
+    def owner(self, fabric) -> dict | None:
+        """The ``run`` every checkpoint holds: the run's id and folder (rank 0 writes it; others pass None)."""
+        if not fabric.is_global_zero:
+            return None
+        return {"id": run_id(self.run.path), "path": str(self.run.path.resolve())}
 
     def start(self, step: int) -> None:
         self.step = self._saved_step = step
@@ -243,18 +305,26 @@ class Checkpoints:
 
     def save_if_best(self, fabric, state: dict, validation: dict) -> None:
         """``best.ckpt`` (weights) and ``best_model/`` (LoRA: and ``best_adapter/``) when the monitored
-        metric improved."""
+        metric improved.
+
+        A NaN metric is never the best; while no epoch had a number, each epoch's model is
+        exported anyway (so a run always has a ``best_model/``), and the first epoch with a
+        number replaces it. ``summary.json`` says which epochs were NaN.
+        """
         value = validation.get(self.monitor)
-        if value is None or (state["best"] is not None and not value > state["best"]):
+        best = state["best"] if state["best"] is None or not math.isnan(state["best"]) else None
+        standing_in = best is None and value is not None and math.isnan(value)
+        if not (is_better(value, best) or standing_in):
             return
-        fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"]})
+        fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"],
+                                         "run": self.owner(fabric)})
         if fabric.is_global_zero:
             card = self.model_card(validation, state["epoch"] + 1) if self.model_card is not None else None
             export_best(state["model"].module, self.tokenizer, self.run, card)
-        state["best"] = value
+        state["best"] = None if standing_in else value
 
     def save(self, fabric, state: dict) -> None:
-        fabric.save(self.path, state)  # every process takes part; rank 0 writes
+        fabric.save(self.path, state | {"run": self.owner(fabric)})  # every process takes part; rank 0 writes
         self._saved_step = state["global_step"]
         self._saved_at = time.monotonic()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +42,22 @@ def export_hf_model(model, tokenizer, target: Path, state_dict: dict | None = No
 
 
 def swap_in(target: Path, write: Callable[[Path], None], kept: str) -> None:
-    """``write`` a folder beside ``target``, fsync it, then rename it into place.
+    """``write`` a folder beside ``target``, fsync it, then put it in place of ``target`` in one step.
+
+    ``target`` always names a complete folder: the old one until the swap, the new one after. On
+    Linux the two trade places with one ``renameat2(RENAME_EXCHANGE)`` (ext4, xfs, btrfs, tmpfs,
+    overlayfs), and the old one is removed after. Where the file system cannot exchange, the old
+    folder is renamed aside (``.NAME.old``) and the new one renamed in; a failure between the two
+    renames puts the old one back, and a kill between them is repaired by the next swap, which
+    first renames ``.NAME.old`` back when ``target`` is missing.
 
     A full disk is a one-line error (``kept`` says what is left) and leaves the previous folder in place.
     """
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)  # a kill between the two renames of a swap without exchange
+    for stale in target.parent.glob(f".{target.name}.*"):  # what a killed swap left
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         with disk_full_is_an_error(target, kept):
@@ -51,13 +66,46 @@ def swap_in(target: Path, write: Callable[[Path], None], kept: str) -> None:
                 if file.is_file():
                     with open(file, "rb") as handle:
                         os.fsync(handle.fileno())
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        if not target.exists():
+            os.replace(tmp, target)
+        elif exchange(tmp, target):
+            fsync_folder(target.parent)
+            shutil.rmtree(tmp)  # the old folder now
+        else:
             os.replace(target, old)
-        os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            fsync_folder(target.parent)
+            shutil.rmtree(old, ignore_errors=True)
         fsync_folder(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+"""``renameat2``'s flag (linux/fs.h): swap the two paths."""
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
+
+    False, with nothing changed, where the C library, kernel or file system cannot.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28, or without it (musl < 1.2.4)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(error, os.strerror(error), str(b))
