@@ -192,6 +192,38 @@ def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_modernbert_gets_default_adapters_on_its_fused_attention_projection(mrpc_dir, tmp_path):
+    """A tiny ModernBERT (built in code) trains with --peft lora and no --lora_target_modules: the
+    adapters sit on every layer's fused query-key-value projection Wqkv and nowhere else, the
+    head (dense layer and classifier) trains in full, and the merged best_model/ gives the logits
+    of best_adapter/ on the base model."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from conftest import make_tiny_model
+
+    base_path = make_tiny_model(tmp_path / "modernbert", kind="modernbert")
+    model = lora_model(str(base_path))
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    adapted = {name.split(".lora_")[0] for name in trained if ".lora_" in name}
+    assert adapted == {f"base_model.model.model.layers.{i}.attn.Wqkv" for i in range(2)}
+    assert {name.split("base_model.model.")[1].split(".")[0] for name in trained - {n for n in trained if ".lora_" in n}} \
+        == {"head", "classifier"}
+
+    run = tmp_path / "run"
+    assert main(args(str(base_path), mrpc_dir, run, "--epochs", "1")) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+    assert json.loads((run / "best_adapter" / "adapter_config.json").read_text())["target_modules"] == ["Wqkv"]
+    base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=2)
+    with_adapter = PeftModel.from_pretrained(base, run / "best_adapter").eval()
+    merged = AutoModelForSequenceClassification.from_pretrained(run / "best_model").eval()
+    ids = torch.randint(1000, 2000, (3, 20))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        assert torch.allclose(with_adapter(**batch).logits, merged(**batch).logits, atol=1e-5)
+
+
 def test_resume_after_sigkill_is_identical(tiny, mrpc_dir, lora_run, tmp_path, capsys):
     """Killed in the middle of the second epoch (checkpoints every 5 steps: the last at 17), resumed,
     the run ends identical to the uninterrupted one, step for step."""
