@@ -178,19 +178,24 @@ def test_merged_model_in_plain_transformers_predicts_as_gluebox(lora_run, mrpc_d
     assert plain == gluebox and len(plain) == 16
 
 
-@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
+def assert_adapter_gives_the_merged_model(base_model, run) -> None:
     """best_adapter/ on the base model (PeftModel.from_pretrained) gives best_model/'s logits."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    base = AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=2)
-    adapted = PeftModel.from_pretrained(base, lora_run / "best_adapter").eval()
-    merged = AutoModelForSequenceClassification.from_pretrained(lora_run / "best_model").eval()
+    base = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2)
+    adapted = PeftModel.from_pretrained(base, run / "best_adapter").eval()
+    merged = AutoModelForSequenceClassification.from_pretrained(run / "best_model").eval()
     ids = torch.randint(1000, 2000, (3, 20))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with torch.no_grad():
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
+    """best_adapter/ on the base model (PeftModel.from_pretrained) gives best_model/'s logits."""
+    assert_adapter_gives_the_merged_model(tiny, lora_run)
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
@@ -199,9 +204,6 @@ def test_modernbert_gets_default_adapters_on_its_fused_attention_projection(mrpc
     adapters sit on every layer's fused query-key-value projection Wqkv and nowhere else, the
     head (dense layer and classifier) trains in full, and the merged best_model/ gives the logits
     of best_adapter/ on the base model."""
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
-
     from conftest import make_tiny_model
 
     base_path = make_tiny_model(tmp_path / "modernbert", kind="modernbert")
@@ -216,13 +218,7 @@ def test_modernbert_gets_default_adapters_on_its_fused_attention_projection(mrpc
     assert main(args(str(base_path), mrpc_dir, run, "--epochs", "1")) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "complete"
     assert json.loads((run / "best_adapter" / "adapter_config.json").read_text())["target_modules"] == ["Wqkv"]
-    base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=2)
-    with_adapter = PeftModel.from_pretrained(base, run / "best_adapter").eval()
-    merged = AutoModelForSequenceClassification.from_pretrained(run / "best_model").eval()
-    ids = torch.randint(1000, 2000, (3, 20))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    with torch.no_grad():
-        assert torch.allclose(with_adapter(**batch).logits, merged(**batch).logits, atol=1e-5)
+    assert_adapter_gives_the_merged_model(base_path, run)
 
 
 def test_resume_after_sigkill_is_identical(tiny, mrpc_dir, lora_run, tmp_path, capsys):
