@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "agreeing (default: 1e-4).")
 
     push = commands.add_parser("push", help="Upload a finished run's best model (and LoRA adapter) to the Hugging Face Hub.")
-    push.add_argument("run", help="A complete run directory.")
+    push.add_argument("run", metavar="RUN", help="A complete run directory.")
     push.add_argument("repo_id", metavar="REPO_ID",
                       help="NAME (in your account) or NAMESPACE/NAME; created if it does not exist. The token: "
                            "HF_TOKEN, else the one `hf auth login` stored.")
