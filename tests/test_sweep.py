@@ -71,6 +71,67 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, change, message):
         load_sweep(str(path))
 
 
+def test_every_flag_not_fixed_by_the_sweep_is_searchable(tmp_path):
+    """Every TrainConfig field not marked fixed_by_sweep (new flags included, with no change to the
+    sweep) takes a choice of its values in the space, and each trial's config gets the drawn value;
+    float fields also take uniform and loguniform ranges. The fixed ones are refused."""
+    from gluebox.config import config_fields, value_type
+    from gluebox.sweep.spec import FIXED_BY_SWEEP, trial_config
+
+    samples = {int: 1, float: 0.25, bool: True, str: "a"}
+
+    def values_of(f) -> list:
+        """Two values of the flag: two of its choices, else its default (when it has one) and another."""
+        if f.metadata.get("choices"):
+            return list(f.metadata["choices"][:2])
+        return [v for v in (f.default,) if v is not None] + [samples[value_type(f)]]
+
+    searchable = [f for f in config_fields() if f.name not in FIXED_BY_SWEEP]
+    assert {"learning_rate", "peft", "lora_r", "padding", "memory_budget"} <= {f.name for f in searchable}
+    for f in searchable:
+        choices = f.metadata.get("choices")
+        values = values_of(f)
+        spaces = [{"choice": values}]
+        if value_type(f) is float and not choices:
+            spaces += [{"uniform": [0.25, 0.5]}, {"loguniform": [0.25, 0.5]}]
+        for space in spaces:
+            path = tmp_path / "sweep.yaml"
+            path.write_text(yaml.safe_dump({"base": {"task_name": "mrpc"}, "space": {f.name: space}, "trials": 6}))
+            sweep = load_sweep(str(path))
+            drawn = [params[f.name] for params in sweep.trial_params()]
+            configs = [trial_config(sweep.base, {f.name: value}, tmp_path / "t", 1) for value in drawn]
+            if "choice" in space:
+                assert set(drawn) <= set(values), f.name
+            else:
+                assert all(0.25 <= value <= 0.5 for value in drawn), f.name
+            if f.name != "progress_bar":  # trials never draw a progress bar
+                assert [getattr(c, f.name) for c in configs] == [f.metadata["parse"](v) if f.metadata.get("parse")
+                                                                 else v for v in drawn], f.name
+    for f in config_fields():
+        if f.name not in FIXED_BY_SWEEP:
+            continue
+        path = tmp_path / "fixed.yaml"
+        path.write_text(yaml.safe_dump({"base": {"task_name": "mrpc"}, "space": {f.name: {"choice": values_of(f)}}}))
+        with pytest.raises(GlueboxError, match=f"{f.name} cannot be searched over"):
+            load_sweep(str(path))
+
+
+def test_a_choice_outside_a_flags_choices_is_refused_before_any_trial(tmp_path, capsys):
+    """A sweep that could draw a value the flag does not have is a one-line error when the file is
+    read, whatever trial would draw it; a YAML config with one is refused like the flag."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": {"task_name": "mrpc"}, "trials": 1,
+                                    "space": {"padding": {"choice": ["dynamic", "maxlength"]}}}))
+    with pytest.raises(GlueboxError, match="space: --padding must be one of dynamic, max_length, got 'maxlength'"):
+        load_sweep(str(path))
+    config = tmp_path / "run.yaml"
+    config.write_text("padding: maxlength\n")
+    assert main(["train", "--config", str(config), "--output_dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == \
+        "gluebox: error: --padding must be one of dynamic, max_length, got 'maxlength'\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_trial_stopped_by_tune_ends_as_a_stopped_run(tiny_bert, mrpc_dir, tmp_path):
     """Tune stops a trial by raising SystemExit(0) in its next report: the run says why, and when."""
     from gluebox.errors import RunStopped

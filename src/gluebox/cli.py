@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="When the runs differ: the absolute difference within which their metrics count as "
                               "agreeing (default: 1e-4).")
 
+    push = commands.add_parser("push", help="Upload a finished run's best model (and LoRA adapter) to the Hugging Face Hub.")
+    push.add_argument("run", metavar="RUN", help="A complete run directory.")
+    push.add_argument("repo_id", metavar="REPO_ID",
+                      help="NAME (in your account) or NAMESPACE/NAME; created if it does not exist. The token: "
+                           "HF_TOKEN, else the one `hf auth login` stored.")
+    push.add_argument("--private", action="store_true", help="Create the repository private (an existing public one "
+                      "is refused).")
+
     sweep = commands.add_parser("sweep", help="Search hyperparameters on Ray Tune; writes a leaderboard.")
     sweep.add_argument("sweep_file", help="YAML sweep file: base config, search space, trials (see README).")
     sweep.add_argument("--address", default=None,
@@ -191,6 +199,11 @@ def run_command(args: argparse.Namespace) -> int:
         from gluebox.commands.plot import plot
 
         plot(args.runs, args.output, title=args.title)
+        return 0
+    if args.command == "push":
+        from gluebox.commands.push import push
+
+        push(args.run, args.repo_id, private=args.private)
         return 0
     if args.command == "sweep":
         from gluebox.commands.sweep import sweep

@@ -363,6 +363,8 @@ class TrainConfig:
                 f"--train_batch_size {self.train_batch_size} is smaller than the {self.processes} processes "
                 "(--devices x --num_nodes); each process needs a share of every batch"
             )
+        for f in config_fields():
+            check_choice(f, getattr(self, f.name))
         if self.train_file is None and self.task_name not in GLUE_TASK_NAMES:
             raise GlueboxError(
                 f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
@@ -476,6 +478,15 @@ def coerce_value(f: dataclasses.Field, value: Any, source: str) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise GlueboxError(f"{source}: '{f.name}' must be {kind.__name__}, got {value!r}") from None
+
+
+def check_choice(f: dataclasses.Field, value: Any, source: str = "") -> None:
+    """A value of a flag with ``choices`` (``--padding``) that is not one of them is a one-line error,
+    whichever layer it came from (the command line's parser checks its own). ``--task_name`` may also
+    name the user's own data."""
+    choices = f.metadata.get("choices")
+    if choices and f.name != "task_name" and value is not None and value not in choices:
+        raise GlueboxError(f"{source}--{f.name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def names_where(prop: str) -> frozenset[str]:

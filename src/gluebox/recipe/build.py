@@ -97,7 +97,8 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                            trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                            release_memory=config.release_memory, micro_batch_tokens=config.token_cap)
         if plan.over_budget:
-            memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source)
+            memory.refuse_if_over(plan.estimated_peak_bytes, plan.budget_bytes, plan.budget_source,
+                                  lora=memory.lora_alternative(config, model_config, longest))
     else:
         plan = resume.memory_plan
         budget, source = memory.available_budget(config.memory_budget)

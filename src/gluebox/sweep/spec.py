@@ -12,6 +12,11 @@ A sweep file is YAML::
       weight_decay: {uniform: [0.0, 0.1]}
     trials: 8                   # and the other SweepConfig fields below
 
+The space may name any ``gluebox train`` flag (a TrainConfig field) but those marked
+``fixed_by_sweep`` in :mod:`gluebox.config`: a new flag is one field there, and searchable with no
+change here. ``choice`` takes values of any type, checked as a YAML value is and against the flag's
+``choices``; ``uniform`` and ``loguniform`` need a float field.
+
 The trials' configurations are drawn here, by gluebox, from ``random.Random(seed)`` in the
 order of the trials and of the space's keys, before Ray starts: the same file and seed give
 the same trials on any machine and with any Ray version. Ray Tune then runs exactly that list.
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gluebox.config import TrainConfig, coerce_value, config_fields, config_values, names_where, read_yaml_mapping
+from gluebox.config import TrainConfig, check_choice, coerce_value, config_fields, config_values, names_where, read_yaml_mapping
 from gluebox.errors import GlueboxError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -156,6 +161,8 @@ def parse_space(data: Any, source: str) -> list[Param]:
         kind_of_field = str(fields[name].type)
         if kind == "choice":
             values = [coerce_value(fields[name], v, f"{source}: space") for v in values]
+            for value in values:
+                check_choice(fields[name], value, f"{source}: space: ")
         else:
             if not kind_of_field.startswith("float"):
                 raise GlueboxError(f"{source}: space: {name} takes {kind_of_field.split(' ')[0]} values; use choice")

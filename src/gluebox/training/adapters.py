@@ -37,9 +37,16 @@ DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "distilbert": ("q_lin", "v_lin"),
     "deberta-v2": ("query_proj", "value_proj"),
     "mpnet": ("q", "v"),
+    "modernbert": ("Wqkv",),
 }
 """The attention's query and value projections of each architecture (``config.model_type``), as in
-the LoRA paper; other architectures fall back on peft's own table."""
+the LoRA paper; other architectures fall back on peft's own table.
+
+ModernBERT (not in peft's table) computes query, key and value in one fused layer, ``Wqkv``: its
+adapter is the only way to reach the query and value, and at rank ``r`` it has as many parameters
+(``r * (hidden + 3 * hidden)`` a layer) as the two separate query and value adapters of the other
+architectures. Its other linear layers are left out as theirs are: ``Wi`` is the MLP's input, and
+``Wo`` names both the attention's and the MLP's output layer under peft's suffix rule."""
 
 
 def is_lora(model: Any) -> bool:

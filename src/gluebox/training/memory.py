@@ -20,6 +20,7 @@ the estimate is meant to err on the high side.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from gluebox import allocator, resources
@@ -182,11 +183,13 @@ def available_budget(memory_budget: str | None) -> tuple[int, str]:
     return resources.available_memory() + resources.current_rss_bytes(), AVAILABLE
 
 
-def refuse_if_over(estimated_peak: int, budget: int, source: str, resumed: bool = False) -> None:
+def refuse_if_over(estimated_peak: int, budget: int, source: str, resumed: bool = False,
+                   lora: MemoryPlan | None = None) -> None:
     """One line, before anything is written, when even one example at a time cannot fit.
 
     A resumed run keeps its own micro-batches (other ones would change the last bits of its
-    results), so it needs what its plan needs.
+    results), so it needs what its plan needs. ``lora``: the plan of the same run with ``--peft
+    lora`` when that one fits (:func:`lora_alternative`); the line then offers it.
     """
     if estimated_peak <= budget:
         return
@@ -195,11 +198,47 @@ def refuse_if_over(estimated_peak: int, budget: int, source: str, resumed: bool 
             f"not enough memory: the run's memory plan (memory_plan.json) needs about {estimated_peak / 1e9:.2f} GB "
             f"but {budget / 1e9:.2f} GB is available ({source}); resume it where there is more memory"
         )
+    offer = ("" if lora is None else
+             f"; --peft lora would fit (planned peak {lora.estimated_peak_bytes / 1e9:.2f} GB: its frozen weights "
+             "need no gradients or AdamW state); or")
     raise GlueboxError(
         f"not enough memory: training needs about {estimated_peak / 1e9:.2f} GB even one example at a time, "
-        f"but {budget / 1e9:.2f} GB is available ({source}); lower --max_seq_length, use a smaller model, "
+        f"but {budget / 1e9:.2f} GB is available ({source}){offer or ';'} lower --max_seq_length, use a smaller model, "
         "or allow more memory"
     )
+
+
+def parameter_counts(model_config, lora=None) -> tuple[int, int]:
+    """Parameters and trained parameters of the model ``model_config`` makes (with the adapters and
+    trained head of ``lora``, a ``--peft lora`` TrainConfig, when given), counted on a model built
+    on the meta device: no weights are read."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config)
+        if lora is not None:
+            from gluebox.training.adapters import add_lora
+
+            model = add_lora(model, lora)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lora_alternative(config, model_config, longest_sequence: int) -> MemoryPlan | None:
+    """The memory plan the same full fine-tuning run would get with ``--peft lora`` (its adapters,
+    micro-batch tokens and recompute defaults), when that plan fits the budget; else None (also for
+    a LoRA run, and for a model LoRA cannot be added to without ``--lora_target_modules``)."""
+    if config.peft == "lora":
+        return None
+    lora = dataclasses.replace(config, peft="lora")
+    try:
+        parameters, trainable = parameter_counts(model_config, lora)
+    except Exception:  # noqa: BLE001 - no default adapter layers, or a model the meta device cannot build: no offer
+        return None
+    alternative = plan(lora.train_batch_size, lora.micro_batch_size, lora.memory_budget, parameters, model_config,
+                       longest_sequence, lora.recomputes, trainable_parameters=trainable,
+                       release_memory=lora.release_memory, micro_batch_tokens=lora.token_cap)
+    return None if alternative.over_budget else alternative
 
 
 def preflight(config) -> None:
@@ -208,26 +247,23 @@ def preflight(config) -> None:
     Counts the parameters of the model built on the ``meta`` device (no weights are read)
     and checks that the process, the weights and the optimizer state alone fit (with
     ``--peft lora``, the weights alone: its adapters are not counted yet). Any problem with the
-    model itself is left to the real load, which explains it.
+    model itself is left to the real load, which explains it. A full fine-tuning run refused here
+    is offered LoRA when LoRA's plan fits, planned at ``--max_seq_length`` (the data is not read yet).
     """
     try:
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
         from gluebox.training.pretrained import load_config
         from gluebox.tasks import GLUE_TASKS
 
         task = GLUE_TASKS.get(config.task_name) or GLUE_TASKS["mrpc"]
         model_config = load_config(config.model_name_or_path, task, config.dropout_rate)
-        with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(model_config)
-        num_parameters = sum(p.numel() for p in model.parameters())
+        num_parameters, _ = parameter_counts(model_config)
     except Exception:  # noqa: BLE001 - the real load reports model problems in its own words
         return
     budget, source = available_budget(config.memory_budget)
     trainable = 0 if config.peft == "lora" else num_parameters
-    refuse_if_over(estimate_peak_bytes(num_parameters, model_config, 1, 1, trainable_parameters=trainable),
-                   budget, source)
+    peak = estimate_peak_bytes(num_parameters, model_config, 1, 1, trainable_parameters=trainable)
+    if peak > budget:
+        refuse_if_over(peak, budget, source, lora=lora_alternative(config, model_config, config.max_seq_length))
 
 
 def plan(
