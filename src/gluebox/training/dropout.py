@@ -60,7 +60,8 @@ CHUNK = 1 << 17
 SHARE = 1 << 15
 """Fewest elements worth another thread (handing work to a thread costs tens of microseconds)."""
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
+"""The process that made the pool, its size, and the pool of the other threads' shares."""
 _active = threading.local()
 
 
@@ -123,6 +124,14 @@ def _shares(n: int, threads: int) -> list[tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
+def _threads(count: int) -> ThreadPoolExecutor:
+    """A pool of at least ``count`` threads, made in this process (a forked child makes its own)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:
+        _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="gluebox-dropout"))
+    return _pool[2]
+
+
 def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
     """``x`` with the mask at ``place`` applied: ``(x * s) * k`` (see the module's description)."""
     if x.device.type != "cpu" or x.dtype != torch.float32:
@@ -135,10 +144,8 @@ def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torc
     if len(shares) == 1:
         _apply_numpy(flat_in, flat_out, p, key, place, 0, source.numel())
         return out
-    global _pool
-    if _pool is None or _pool._max_workers < len(shares) - 1:
-        _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="gluebox-dropout")
-    others = [_pool.submit(_apply_numpy, flat_in, flat_out, p, key, place, a, b) for a, b in shares[1:]]
+    pool = _threads(len(shares) - 1)
+    others = [pool.submit(_apply_numpy, flat_in, flat_out, p, key, place, a, b) for a, b in shares[1:]]
     _apply_numpy(flat_in, flat_out, p, key, place, *shares[0])
     for future in others:
         future.result()
