@@ -58,7 +58,9 @@ def test_the_cpus_dropout_is_the_mask_of_the_module_description(n):
     key, place, p = (11, 0), Place(4, 1, 6), 0.1
     expected = (x * scale(p)) * keep_mask(n, p, key, place).to(torch.float32)
     assert torch.equal(apply(x, p, key, place), expected)
-    assert torch.equal(apply(x.double(), p, key, place), (x.double() * scale(p)) * keep_mask(n, p, key, place))
+    for dtype in (torch.float64, torch.bfloat16):  # other dtypes: the same mask, the product in torch
+        low = x.to(dtype)
+        assert torch.equal(apply(low, p, key, place), (low * scale(p)) * keep_mask(n, p, key, place).to(dtype))
 
 
 def test_keep_rate():

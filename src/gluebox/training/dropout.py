@@ -117,6 +117,14 @@ def _apply_numpy(source: np.ndarray, out: np.ndarray, p: float, key, place: Plac
         np.multiply(out[a:b], kept, out=out[a:b])
 
 
+def _mask_numpy(out: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+    """``out`` (booleans) = the mask over elements ``start`` to ``stop``, a chunk at a time."""
+    limit = np.uint32(threshold(p))
+    for a in range(start, stop, CHUNK):
+        b = min(stop, a + CHUNK)
+        np.less(_bits(key, place, a, b), limit, out=out[a:b])
+
+
 def _shares(n: int, threads: int) -> list[tuple[int, int]]:
     """``n`` elements split into up to ``threads`` contiguous shares that start on a block."""
     count = max(1, min(threads, n // SHARE))
@@ -124,31 +132,34 @@ def _shares(n: int, threads: int) -> list[tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-def _threads(count: int) -> ThreadPoolExecutor:
-    """A pool of at least ``count`` threads, made in this process (a forked child makes its own)."""
+def _on_all_threads(n: int, work, *args) -> None:
+    """``work(*args, start, stop)`` over shares of ``n`` elements, one a torch thread: this thread takes
+    the first, a pool made in this process (a forked child makes its own) the others."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:
-        _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="gluebox-dropout"))
-    return _pool[2]
+    shares = _shares(n, torch.get_num_threads())
+    others = []
+    if len(shares) > 1:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(shares) - 1:
+            _pool = (os.getpid(), len(shares) - 1,
+                     ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="gluebox-dropout"))
+        others = [_pool[2].submit(work, *args, a, b) for a, b in shares[1:]]
+    work(*args, *shares[0])
+    for future in others:
+        future.result()
 
 
 def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
     """``x`` with the mask at ``place`` applied: ``(x * s) * k`` (see the module's description)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32:
+    if x.device.type != "cpu":
         kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
         return (x * scale(p)) * kept.to(x.dtype)
+    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16)
+        kept = np.empty(x.numel(), dtype=np.bool_)
+        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
+        return (x * scale(p)) * torch.from_numpy(kept).view(x.shape).to(x.dtype)
     source = x.detach().contiguous()
     out = torch.empty_like(source)
-    flat_in, flat_out = source.view(-1).numpy(), out.view(-1).numpy()
-    shares = _shares(source.numel(), torch.get_num_threads())
-    if len(shares) == 1:
-        _apply_numpy(flat_in, flat_out, p, key, place, 0, source.numel())
-        return out
-    pool = _threads(len(shares) - 1)
-    others = [pool.submit(_apply_numpy, flat_in, flat_out, p, key, place, a, b) for a, b in shares[1:]]
-    _apply_numpy(flat_in, flat_out, p, key, place, *shares[0])
-    for future in others:
-        future.result()
+    _on_all_threads(source.numel(), _apply_numpy, source.view(-1).numpy(), out.view(-1).numpy(), p, key, place)
     return out
 
 
