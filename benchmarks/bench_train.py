@@ -33,7 +33,8 @@ over minutes:
 
 Each step's time runs from the sampler handing out the batch (so collation counts) to the
 end of the optimizer step. Running three ways at once holds about 9 GB; ``--ways`` picks
-fewer.
+fewer. The "dropout" column is the share of a step spent drawing and applying gluebox's
+dropout masks (:class:`DropoutClock`; 0 under PyTorch's generator, which it cannot time).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ WAYS = {
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
     "gluebox-nodropout": {"padding": "dynamic", "group_by_length": True, "dropout_rate": 0.0},
+    "gluebox-torch-dropout": {"padding": "dynamic", "group_by_length": True, "env": {"GLUEBOX_DROPOUT_GENERATOR": "torch"}},
     "fast-t1": {"padding": "dynamic", "group_by_length": True, "num_threads": 1},
     "fast-avx2": {"padding": "dynamic", "group_by_length": True,
                   "env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}},
@@ -86,6 +88,8 @@ purge delay at 5 s instead of never. lean: the defaults under --memory_budget 1.
 course-script: not gluebox but benchmarks/course_baseline.py, the course project's own training.
 gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_tokens). gluebox-nodropout: the
 defaults with --dropout_rate 0 (what dropout's random masks and the attention kernel they force cost).
+gluebox-torch-dropout: the defaults with PyTorch's generator for the dropout masks (GLUEBOX_DROPOUT_GENERATOR=torch:
+the masks before gluebox drew them from Philox, kept for the recomputation).
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen,
 no adapter dropout, micro-batches of at most 1024 tokens, no recompute); lora-2048: with --micro_batch_tokens 2048;
 lora-dropout: with --lora_dropout 0.1; lora-before: both, with --recompute (LoRA's defaults before); lora-recompute:
@@ -194,6 +198,7 @@ def worker(args) -> dict:
     from gluebox.config import TrainConfig
     from gluebox.recipe.build import build
     from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step
+    from gluebox.training.dropout import DropoutStream, uses_philox
     from gluebox.training.hardware import deterministic
     from gluebox.training.loop import make_fabric
     from gluebox.training.quiet import quiet_libraries
@@ -221,11 +226,17 @@ def worker(args) -> dict:
     embedding = EmbeddingGradient(recipe.model)
     optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(sampler), fabric.device)
     optimizer = fabric.setup_optimizers(optimizer)
-    step_tokens, step_padded = [], []
-    for batch in loader:
-        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding)
+    dropout = DropoutStream(config.seed)
+    clock = DropoutClock()
+    step_tokens, step_padded, step_dropout = [], [], []
+    for step, batch in enumerate(loader):
+        before = clock.seconds
+        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding,
+                   dropout, step)
         step_tokens.append(batch.num_tokens)
         step_padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
+        step_dropout.append(clock.seconds - before)
+    timed_dropout = step_dropout[len(warmup): len(warmup) + len(timed)]
     return {
         "way": args.way,
         "padding": config.padding,
@@ -235,14 +246,37 @@ def worker(args) -> dict:
         "allocator": allocator.active(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "adamw": recipe.optim.implementation,
+        "dropout_generator": "philox" if uses_philox() else "torch",
         "threads": threads,
         **timing(sampler, step_tokens, step_padded, len(warmup), len(timed), len(epoch), non_embedding_params),
+        "dropout_seconds_per_step": statistics.mean(timed_dropout) if timed_dropout else 0.0,
         "padded_tokens_per_epoch": sum(padded),
         "real_tokens_per_epoch": int(train.lengths.sum()),
         "peak_rss_mb": resources.peak_rss_bytes() / 2**20,
         "micro_batch_tokens": plan.micro_batch_tokens,
         "estimated_peak_mb": plan.estimated_peak_bytes / 2**20,
     }
+
+
+class DropoutClock:
+    """Wall time spent in gluebox's dropout (its masks drawn and applied: forward, backward and the
+    attention's recomputation), by timing :func:`gluebox.training.dropout.apply`. Under PyTorch's
+    generator (``GLUEBOX_DROPOUT_GENERATOR=torch``) nothing runs there and it stays 0."""
+
+    def __init__(self):
+        from gluebox.training import dropout
+
+        self.seconds = 0.0
+        apply = dropout.apply
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return apply(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        dropout.apply = timed
 
 
 def timing(sampler: TakeTurns, tokens: list[int], padded: list[int], skip: int, count: int, batches_per_epoch: int,
@@ -428,11 +462,12 @@ def main() -> None:
     print(f"CPU: {report['cpu_model']} ({report['cpus']} CPUs), fp32 matmul peak {peak_gflops:.1f} GFLOP/s")
     header = (f"{'way':<13} {'tokens/s':>9} {'padded/s':>9} {'s/step':>7} {'s/epoch':>8} {'peak RSS MB':>12} "
               f"{'useful GFLOP/s':>15} {'of peak':>8}")
-    print(header)
+    print(header + f" {'dropout':>8}")
     for r in results:
+        dropout_share = r.get("dropout_seconds_per_step", 0.0) / r["seconds_per_step"]
         print(f"{r['way']:<13} {r['tokens_per_second']:>9.0f} {r['padded_tokens_per_second']:>9.0f} {r['seconds_per_step']:>7.2f} "
               f"{r['seconds_per_epoch']:>8.0f} {r['peak_rss_mb']:>12.0f} {r['useful_gflops']:>15.1f} "
-              f"{r['fraction_of_matmul_peak']:>8.0%}")
+              f"{r['fraction_of_matmul_peak']:>8.0%} {dropout_share:>8.1%}")
     if "speedup" in report:
         print(f"gluebox epoch time = {report['epoch_time_ratio']:.2f} x the course way ({report['speedup']:.2f}x faster)")
     if "lora_epoch_time_ratio" in report:

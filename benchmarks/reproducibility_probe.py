@@ -315,7 +315,7 @@ def adamw_worker(model_path: str, data_dir: str, steps: int = 4, batch_size: int
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from gluebox.module import parameter_groups
+    from gluebox.training.classifier import parameter_groups
 
     rows = [line.split("\t") for line in Path(data_dir, "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
     rows = rows[: steps * batch_size]

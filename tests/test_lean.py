@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import train_args
 from fixtures import write_mrpc
 from gluebox.cli import main
+from gluebox.training.dropout import GENERATOR_VARIABLE, DropoutStream
 from gluebox.training.lean import make_lean
 
 
@@ -40,17 +42,19 @@ def tiny(kind: str, attention: str, lean: bool):
 
 
 def train_steps(model, steps: int = 4, autocast: bool = False):
-    """Losses and final weights of a few AdamW steps on padded random batches (dropout on)."""
+    """Losses and final weights of a few AdamW steps on padded random batches (dropout on), each forward
+    pass under the step's dropout masks (gluebox's, or none under GLUEBOX_DROPOUT_GENERATOR=torch)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
+    stream = DropoutStream(seed=1)
     losses = []
-    for _ in range(steps):
+    for step in range(steps):
         ids = torch.randint(1000, 3000, (8, 20), generator=generator)
         mask = torch.ones(8, 20, dtype=torch.long)
         mask[:4, 13:] = 0
         labels = torch.randint(0, 2, (8,), generator=generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), stream.step(step, 0) or nullcontext():
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
@@ -62,7 +66,9 @@ def train_steps(model, steps: int = 4, autocast: bool = False):
 @pytest.mark.parametrize("kind", ["bert", "distilbert", "distilbert-wide"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_recompute_changes_no_bit(kind, attention, autocast):
+@pytest.mark.parametrize("generator", ["philox", "torch"])
+def test_recompute_changes_no_bit(kind, attention, autocast, generator, monkeypatch):
+    monkeypatch.setenv(GENERATOR_VARIABLE, generator)
     plain_losses, plain_weights = train_steps(tiny(kind, attention, lean=False), autocast=autocast)
     lean_losses, lean_weights = train_steps(tiny(kind, attention, lean=True), autocast=autocast)
     assert lean_losses == plain_losses
@@ -98,10 +104,33 @@ class CountDraws(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_recompute_draws_no_dropout_mask_again(attention):
-    """The backward pass recomputes the attention with the masks its forward pass drew: no draw in the
-    backward pass (drawing a CPU mask is serial, about 12 ns an element), and the forward draws as many
-    as the plain model's."""
+def test_recompute_draws_the_forwards_masks_again_from_their_counters(attention, monkeypatch):
+    """With gluebox's masks the backward pass recomputes each layer's attention with the masks of the
+    forward's places (drawn again from their counters; nothing kept), and nothing else draws."""
+    from gluebox.training import dropout
+
+    places, drawn, original = {}, [], dropout.dropout
+    monkeypatch.setattr(dropout, "dropout", lambda x, p, key, place: drawn.append(place) or original(x, p, key, place))
+    for lean in (False, True):
+        model = tiny("bert", attention, lean=lean)
+        drawn.clear()
+        step = DropoutStream(seed=3).step(0, 0)
+        with step:
+            loss = model(input_ids=torch.randint(1000, 3000, (2, 9)), labels=torch.tensor([0, 1])).loss
+        forward = list(drawn)
+        loss.backward()
+        places[lean] = (forward, drawn[len(forward):])
+    assert places[True][0] == places[False][0] and places[False][1] == []
+    assert places[True][1] and set(places[True][1]) < set(places[True][0])
+    assert len(places[True][1]) == 2  # the attention dropout of each of the 2 layers
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_recompute_draws_no_dropout_mask_again_with_pytorchs_generator(attention, monkeypatch):
+    """Under GLUEBOX_DROPOUT_GENERATOR=torch the backward pass recomputes the attention with the masks its
+    forward pass drew and kept: no draw in the backward pass (drawing a CPU mask is serial, about 6 ns an
+    element), and the forward draws as many as the plain model's."""
+    monkeypatch.setenv(GENERATOR_VARIABLE, "torch")
     draws = {}
     for lean in (False, True):
         model = tiny("bert", attention, lean=lean)

@@ -3,7 +3,9 @@ merged weights.
 
 The pretrained weights are frozen; each target linear layer ``W`` gets two small trainable
 matrices and computes ``W x + (lora_alpha / lora_r) B A dropout(x)`` (``B`` starts at zero,
-so training starts from the pretrained model). The classification head (every module of the
+so training starts from the pretrained model); ``dropout`` (``--lora_dropout``) is peft's
+``nn.Dropout``, whose masks in a training step are gluebox's like every other dropout's
+(:mod:`gluebox.training.dropout`). The classification head (every module of the
 model outside its encoder: BERT's ``classifier``, DistilBERT's ``pre_classifier`` and
 ``classifier``) is new and trained in full, as peft's ``modules_to_save``. Gradients and
 AdamW state exist only for the adapters and the head.

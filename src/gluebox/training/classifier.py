@@ -14,6 +14,7 @@ Validation shards are gathered back: metrics, loss and fingerprint cover every e
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from torch.nn import functional as F
 
 from gluebox.data.batching import TrainBatch
 from gluebox.tasks import Task
+from gluebox.training.dropout import DropoutStream
 from gluebox.training.metrics import PredictionFingerprint, predictions, task_metrics
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -115,9 +117,11 @@ class EmbeddingGradient:
 
 
 def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Task, clip: float,
-               embedding: EmbeddingGradient) -> float:
+               embedding: EmbeddingGradient, dropout: DropoutStream, step: int) -> float:
     """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes).
 
+    ``step`` is the number of optimizer steps done before this one: with the micro-batch's number, the
+    place of its dropout masks in ``dropout``'s stream.
     Processes may run different numbers of micro-batches: all but the last skip DDP's gradient
     exchange, so that every process exchanges exactly once per step.
     """
@@ -127,7 +131,9 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
     for number, micro_batch in enumerate(batch.micro_batches):
         micro_batch = fabric.to_device(micro_batch)
         with fabric.no_backward_sync(model, enabled=number != last):
-            loss = loss_sum(task, logits(model, micro_batch), micro_batch["labels"]) / batch.num_examples
+            with dropout.step(step, number) or contextlib.nullcontext():
+                scores = logits(model, micro_batch)
+            loss = loss_sum(task, scores, micro_batch["labels"]) / batch.num_examples
             if batch.filler:
                 loss = loss * 0.0
             fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)

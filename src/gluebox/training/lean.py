@@ -7,13 +7,14 @@ instead of kept from the forward pass, in every layer:
   materializes the scores, the softmax output, the dropout noise and the dropped
   probabilities (each batch x heads x length x length floats) and keeps three of them for
   the backward pass. :func:`make_lean` runs the model's own attention function under
-  activation checkpointing: the forward keeps only queries, keys and values, and the
-  dropout masks it drew, one byte an element (:class:`DropoutMasks`); the backward runs
-  it again with those masks instead of drawing them anew. Drawing is what costs: PyTorch
-  draws a CPU dropout mask one element after the other from one random generator, about
-  12 ns an element, and drawing the attention's masks again took about half of the
-  recomputation's time. ``sdpa`` is pinned to its math kernel there, the one it runs with
-  dropout on the CPU anyway: under checkpointing it would otherwise pick another kernel.
+  activation checkpointing: the forward keeps only queries, keys and values; the backward
+  runs it again. Its dropout masks come from counters (:mod:`gluebox.training.dropout`):
+  the recomputation draws them again at the place where the forward pass drew them, so it
+  gets the same masks and keeps nothing for them. Under ``GLUEBOX_DROPOUT_GENERATOR=torch``
+  (PyTorch's generator, a benchmark way) the forward keeps the masks it drew, one byte an
+  element (:class:`DropoutMasks`), and the backward gets them back instead of drawing anew,
+  with ``sdpa`` pinned to its math kernel (the one it runs with dropout on the CPU anyway:
+  under checkpointing it would otherwise pick another kernel).
   Without dropout, outside training, or under mixed precision, the model's own attention
   runs as before.
 - **The activation function's output** (GELU between the feed-forward layer's two linear
@@ -33,6 +34,8 @@ import weakref
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.checkpoint import checkpoint
+
+from gluebox.training.dropout import StepMasks, current
 
 RECOMPUTED = "gluebox_recomputed"
 
@@ -62,7 +65,11 @@ def _recompute_attention(model) -> None:
                 or torch.is_autocast_enabled(query.device.type)):  # under autocast eager and sdpa round differently
             return inner(module, query, key, value, attention_mask, **kwargs)
 
-        masks = DropoutMasks()
+        step_masks = current()
+        if step_masks is not None:
+            return checkpoint(_drawn_again(step_masks, inner, module, attention_mask, kwargs), query, key, value,
+                              use_reentrant=False, preserve_rng_state=False), None
+        masks = DropoutMasks()  # PyTorch's generator (GLUEBOX_DROPOUT_GENERATOR=torch): masks kept and handed back
 
         def attend(q, k, v):
             with masks:  # the first run (forward) keeps its masks, the second (backward) gets them back
@@ -76,6 +83,24 @@ def _recompute_attention(model) -> None:
     AttentionInterface.register(f"{RECOMPUTED}_{name}", recomputed)
     AttentionMaskInterface.register(f"{RECOMPUTED}_{name}", ALL_MASK_ATTENTION_FUNCTIONS[name])
     model.set_attn_implementation(f"{RECOMPUTED}_{name}")
+
+
+def _drawn_again(step_masks: StepMasks, inner, module, attention_mask, kwargs):
+    """The attention as a function of queries, keys and values for checkpointing: its first run (the
+    forward pass) draws from the step's masks, moving their count on; its recomputation in the backward
+    pass draws the same masks again from their counters."""
+    start = step_masks.place()
+    runs = 0
+
+    def attend(q, k, v):
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            return inner(module, q, k, v, attention_mask, **kwargs)[0]
+        with step_masks.at(start):
+            return inner(module, q, k, v, attention_mask, **kwargs)[0]
+
+    return attend
 
 
 class DropoutMasks(TorchDispatchMode):

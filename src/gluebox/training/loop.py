@@ -4,7 +4,8 @@ Fabric gives the devices, the processes (DDP over gloo or NCCL; started by ``tor
 cluster scheduler, or Fabric's own launcher), precision, collectives and checkpoint IO. The
 loop is gluebox's own and reads in the order things happen:
 
-1. set up: the processes agree on rank 0's run directory and seed dropout per rank; the
+1. set up: the processes agree on rank 0's run directory; each draws its own dropout masks
+   (keyed by the seed and its rank, placed by step, micro-batch and call); the
    model and AdamW go to the device (DDP); a resumed run loads its checkpoint last, so
    nothing draws from the random generators between the restore and the next step;
 2. every epoch: the batch order of that epoch, then each step (micro-batches, clipping,
@@ -68,12 +69,14 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     Runs in every process, under every launcher (torchrun's, a cluster's, or Lightning's, which
     starts the other processes with the same command).
     With several processes, the other ranks take rank 0's run path (the default one holds the
-    time of day) and each rank draws its own dropout; with one, the random stream is kept.
+    time of day) and each rank draws its own dropout masks (:class:`~gluebox.training.dropout.DropoutStream`
+    keyed by its rank; the torch generator is seeded per rank too); with one, the random stream is kept.
     Ends with :class:`~gluebox.errors.RunInterrupted` after a stop signal's checkpoint.
     """
     from gluebox.training.checkpoints import RandomState
     from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step, validate
     from gluebox.training.distributed import rank_seed
+    from gluebox.training.dropout import DropoutStream
     from gluebox.training.eta import MeasuredEstimate
     from gluebox.training.hardware import deterministic
     from gluebox.training.recorders import EpochRecorder, StepRecorder
@@ -87,6 +90,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
 
     model = fabric.setup_module(recipe.model)
     embedding = EmbeddingGradient(recipe.model)
+    dropout = DropoutStream(config.seed, fabric.global_rank)
     optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, config.epochs * len(recipe.batch_sampler),
                                           fabric.device)
     optimizer = fabric.setup_optimizers(optimizer)
@@ -117,7 +121,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
                 fabric.call("on_train_batch_start", model=model, batch=batch)
                 learning_rate = optimizer.param_groups[0]["lr"]
                 loss = train_step(fabric, model, optimizer, scheduler, batch, task, recipe.optim.gradient_clip_val,
-                                  embedding)
+                                  embedding, dropout, state["global_step"])
                 state["global_step"] += 1
                 state["train_loss_sum"] += loss * batch.num_examples
                 state["train_examples"] += batch.num_examples

@@ -1,0 +1,188 @@
+"""Dropout masks: what each way of drawing them costs, in nanoseconds an element, taking turns.
+
+    python benchmarks/bench_dropout_masks.py --output benchmarks/results-dropout-masks.json
+
+Every way fills or reads warm buffers of ``--elements`` float32 elements (16M by default, about a
+DistilBERT forward pass's masks at MRPC's mean length), keep probability 0.9. The ways take turns,
+one run each a round, for ``--rounds`` rounds; each way's figure is its median over the rounds,
+so a slow minute on a shared machine slows every way alike. Each thread count runs on its own
+(``torch.set_num_threads``): ``--threads 1,2``.
+
+The ways:
+
+- ``bernoulli_``: PyTorch's draw, what ``dropout`` does on the CPU (``empty.bernoulli_(1 - p)``,
+  one element after the other from the CPU generator, whatever the thread count);
+- ``torch-dropout``: ``torch.nn.functional.dropout`` in training mode (the draw, the scaling and
+  the product: today's whole forward dropout);
+- ``numpy-philox-raw`` and ``numpy-sfc64-raw``: the bare generators, NumPy's Philox4x64-10 and
+  SFC64 (not counter-based; for scale), 64 bits a word, two elements a word, one thread;
+- ``torch-philox4x32``: Philox4x32-10 in int64 torch operations on 256K-element chunks (a
+  candidate: every one of its ~100 operations a block reads and writes memory);
+- ``torch-philox4x64``: gluebox's torch-operations path (the one a GPU runs), here on the CPU
+  (on a sixteenth of the elements);
+- ``gluebox-mask``: gluebox's draw alone (NumPy's Philox and the threshold, in chunks on all
+  threads): a boolean mask;
+- ``gluebox-dropout``: gluebox's forward dropout, ``(x * s) * k`` (draw and product);
+- ``gluebox-backward-drawn-again`` and ``gluebox-backward-kept``: the backward pass's product with
+  the mask drawn again from its counters (gluebox's way: nothing kept) and with the forward's mask
+  kept as one byte an element (what keeping would save in time; it would cost that byte).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gluebox.training import philox
+from gluebox.training.dropout import Place, apply, threshold
+
+P = 0.1
+KEY = (42, 0)
+PLACE = Place(7, 0, 3)
+SLOW = 16
+"""The torch Philox4x64 way fills 1/SLOW of the elements (it is that much slower); its figure is per element."""
+PHILOX4X32_CHUNK = 1 << 16
+"""Blocks of four elements per chunk of the torch Philox4x32 candidate: 256K elements."""
+
+
+def philox4x32_torch(c0: torch.Tensor, high: tuple[int, int, int], key: tuple[int, int]):
+    """Philox4x32-10 (Random123) in int64 torch operations; the four words of each block."""
+    m0, m1, w0, w1, mask = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85, 0xFFFFFFFF
+    x0, x1, x2, x3 = c0, *(torch.full_like(c0, word) for word in high)
+    k0, k1 = key
+    for round_ in range(10):
+        if round_:
+            k0, k1 = (k0 + w0) & mask, (k1 + w1) & mask
+        p0, p1 = x0 * m0, x2 * m1
+        x0, x1, x2, x3 = ((p1 >> 32) ^ x1 ^ k0) & mask, p1 & mask, ((p0 >> 32) ^ x3 ^ k1) & mask, p0 & mask
+    return x0, x1, x2, x3
+
+
+WAYS = ("bernoulli_", "torch-dropout", "numpy-philox-raw", "numpy-sfc64-raw", "torch-philox4x32", "torch-philox4x64",
+        "gluebox-mask", "gluebox-dropout", "gluebox-backward-drawn-again", "gluebox-backward-kept")
+
+
+class Ways:
+    """Every way, as a function that does its work once on the buffers."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.x = torch.randn(n)
+        self.grad = torch.randn(n)
+        self.noise = torch.empty(n)
+        self.pool = ThreadPoolExecutor(max_workers=8)
+        self.kept = torch.from_numpy(self.mask())
+
+    def mask(self) -> np.ndarray:
+        """gluebox's draw alone: the boolean mask, in chunks on torch's thread count."""
+        out = np.empty(self.n, dtype=np.bool_)
+        limit = np.uint32(threshold(P))
+
+        def fill(start: int, stop: int) -> None:
+            for a in range(start, stop, 1 << 17):
+                b = min(stop, a + (1 << 17))
+                words = philox.words_numpy(KEY, PLACE.counter_high, a // 8, (b - a + 1) // 2)
+                np.less(words.view("<u4")[: b - a], limit, out=out[a:b])
+
+        self.in_shares(fill)
+        return out
+
+    def in_shares(self, work) -> None:
+        """``work(start, stop)`` over shares of the elements, one share a torch thread (as gluebox's dropout)."""
+        threads = torch.get_num_threads()
+        size = -(-self.n // threads // 8) * 8
+        shares = [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
+        futures = [self.pool.submit(work, a, b) for a, b in shares[1:]]
+        work(*shares[0])
+        for future in futures:
+            future.result()
+
+    def backward_kept(self) -> torch.Tensor:
+        """The backward's ``(grad * s) * k`` from a kept boolean mask: gluebox's chunks and threads, no draw."""
+        out = torch.empty_like(self.grad)
+        grad, kept, result, factor = self.grad.numpy(), self.kept.numpy(), out.numpy(), np.float32(1 / (1 - P))
+
+        def work(start: int, stop: int) -> None:
+            for a in range(start, stop, 1 << 17):
+                b = min(stop, a + (1 << 17))
+                np.multiply(grad[a:b], factor, out=result[a:b])
+                np.multiply(result[a:b], kept[a:b], out=result[a:b])
+
+        self.in_shares(work)
+        return out
+
+    def torch_philox4x32(self) -> None:
+        blocks = self.n // 4
+        for start in range(0, blocks, PHILOX4X32_CHUNK):
+            c0 = torch.arange(start, min(blocks, start + PHILOX4X32_CHUNK), dtype=torch.int64)
+            words = philox4x32_torch(c0, PLACE.counter_high, KEY)
+            torch.stack([w < threshold(P) for w in words], dim=1)
+
+    def functions(self) -> dict:
+        return {
+            "bernoulli_": lambda: self.noise.bernoulli_(1 - P),
+            "torch-dropout": lambda: torch.nn.functional.dropout(self.x, P, training=True),
+            "numpy-philox-raw": lambda: np.random.Philox(key=np.array(KEY, dtype=np.uint64)).random_raw(self.n // 2),
+            "numpy-sfc64-raw": lambda: np.random.SFC64(1).random_raw(self.n // 2),
+            "torch-philox4x32": self.torch_philox4x32,
+            "torch-philox4x64": lambda: philox.words_torch(KEY, PLACE.counter_high, 0, self.n // 2 // SLOW),
+            "gluebox-mask": self.mask,
+            "gluebox-dropout": lambda: apply(self.x, P, KEY, PLACE),
+            "gluebox-backward-drawn-again": lambda: apply(self.grad, P, KEY, PLACE),
+            "gluebox-backward-kept": self.backward_kept,
+        }
+
+
+def measure(ways: list[str], n: int, rounds: int, threads: int) -> dict[str, float]:
+    """Median nanoseconds an element of each way at ``threads`` torch threads, the ways taking turns."""
+    torch.set_num_threads(threads)
+    functions = Ways(n).functions()
+    for way in ways:
+        functions[way]()  # warm: buffers touched, thread pools started
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way in ways:
+            start = time.perf_counter()
+            functions[way]()
+            times[way].append((time.perf_counter() - start) / (n // SLOW if way == "torch-philox4x64" else n) * 1e9)
+    return {way: statistics.median(values) for way, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--elements", type=int, default=16 * 2**20)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--ways", default=",".join(WAYS))
+    parser.add_argument("--output", default="benchmarks/results-dropout-masks.json")
+    args = parser.parse_args()
+    ways = args.ways.split(",")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_train import cpu_model
+
+    results = {threads: measure(ways, args.elements, args.rounds, threads)
+               for threads in map(int, args.threads.split(","))}
+    report = {"cpu_model": cpu_model(), "machine": platform.machine(), "cpus": os.cpu_count(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+              "numpy": np.__version__, "elements": args.elements, "rounds": args.rounds, "p": P,
+              "ns_per_element": {str(threads): values for threads, values in results.items()}}
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"CPU: {report['cpu_model']} ({report['cpus']} CPUs), {args.elements:,} elements, ns an element "
+          f"(median of {args.rounds} rounds, the ways taking turns)")
+    print(f"{'way':<30}" + "".join(f"{f'{t} thread(s)':>14}" for t in results))
+    for way in ways:
+        print(f"{way:<30}" + "".join(f"{values[way]:>14.2f}" for values in results.values()))
+
+
+if __name__ == "__main__":
+    main()

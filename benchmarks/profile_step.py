@@ -1,0 +1,118 @@
+"""Where a gluebox training step's time goes: ``torch.profiler`` over stratified steps of the real
+step (gluebox's recipe, data pipeline and :func:`gluebox.training.classifier.train_step`).
+
+    python benchmarks/profile_step.py --model DISTILBERT_SHAPED --steps 6 --output benchmarks/profile-distilbert.txt
+
+``--generators philox,torch`` profiles each dropout generator over the same batches, the two taking
+turns step by step in this one process (``GLUEBOX_DROPOUT_GENERATOR`` is read at every step). For
+each it reports the mean step time, the time in gluebox's dropout (its masks drawn and applied; NumPy
+work the profiler does not see, timed around :func:`gluebox.training.dropout.apply`), the time in
+PyTorch's dropout draws (``aten::bernoulli_``), and the operations with the most self CPU time.
+"Outside operations" is the step's wall time less the self time of every profiled operation and of
+gluebox's dropout: Python, the autograd engine's bookkeeping, and threads waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="Model folder (default: a DistilBERT-shaped random model).")
+    parser.add_argument("--data_dir", default="../shared/data/glue/MRPC")
+    parser.add_argument("--steps", type=int, default=6, help="Profiled steps per generator (stratified).")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--generators", default="philox,torch")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--output", default=None, help="Also write the report to this file.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        from bench_train import make_distilbert
+
+        model = args.model or str(make_distilbert(Path(tmp) / "distilbert-shaped"))
+        report = profile(model, args)
+    print(report)
+    if args.output:
+        Path(args.output).write_text(report + "\n")
+
+
+def profile(model: str, args) -> str:
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from bench_train import DropoutClock, cpu_model, stratified
+    from gluebox.config import TrainConfig
+    from gluebox.recipe.build import build
+    from gluebox.training import dropout
+    from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step
+    from gluebox.training.hardware import deterministic
+    from gluebox.training.loop import make_fabric
+    from gluebox.training.quiet import quiet_libraries
+
+    quiet_libraries()
+    config = TrainConfig(model_name_or_path=model, data_dir=args.data_dir)
+    recipe = build(config)
+    train = recipe.encoded["train"]
+    epoch = recipe.batch_sampler.batches(0)
+    padded = [len(b) * int(train.lengths[b].max()) for b in epoch]
+    timed = stratified(epoch, padded, args.steps)
+    warmup = [b for b in epoch if b not in timed][: args.warmup]
+    fabric = make_fabric(config)
+    deterministic()
+    wrapped = fabric.setup_module(recipe.model)
+    embedding = EmbeddingGradient(recipe.model)
+    generators = args.generators.split(",")
+    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(generators) * len(epoch), fabric.device)
+    optimizer = fabric.setup_optimizers(optimizer)
+    stream = dropout.DropoutStream(config.seed)
+    clock = DropoutClock()
+
+    def step(indices, number: int, generator: str) -> float:
+        os.environ[dropout.GENERATOR_VARIABLE] = generator
+        start = time.perf_counter()
+        batch = recipe.train_collator([train[i] for i in indices])
+        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val,
+                   embedding, stream, number)
+        return time.perf_counter() - start
+
+    for number, indices in enumerate(warmup):
+        for generator in generators:
+            step(indices, number, generator)
+    walls = {g: [] for g in generators}
+    drop = {g: 0.0 for g in generators}
+    profiles = {}
+    for generator in generators:
+        profiles[generator] = torch_profile(activities=[ProfilerActivity.CPU])
+    for number, indices in enumerate(timed, start=len(warmup)):
+        for generator in generators:
+            before = clock.seconds
+            with profiles[generator]:
+                walls[generator].append(step(indices, number, generator))
+            drop[generator] += clock.seconds - before
+    lines = [f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, model {Path(model).name}, "
+             f"{len(timed)} stratified steps after {len(warmup)} warm-up, the generators taking turns"]
+    for generator in generators:
+        events = profiles[generator].key_averages()
+        wall = sum(walls[generator])
+        self_total = sum(e.self_cpu_time_total for e in events) / 1e6
+        bernoulli = sum(e.cpu_time_total for e in events if e.key == "aten::bernoulli_") / 1e6
+        outside = wall - self_total - drop[generator]
+        lines += ["", f"== {generator}: {statistics.mean(walls[generator]):.3f} s a step; gluebox dropout "
+                      f"{drop[generator] / wall:.1%}, aten::bernoulli_ {bernoulli / wall:.1%}, outside operations "
+                      f"{outside / wall:.1%} ({outside / len(timed) * 1e3:.0f} ms a step)",
+                  events.table(sort_by="self_cpu_time_total", row_limit=args.top)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Dropout masks from a counter-based generator: the same masks on every machine, drawn in parallel.
+
+PyTorch draws a CPU dropout mask one element after the other from its one random generator (about
+6 ns an element, on one core while the others wait). gluebox's training step draws every mask
+from Philox4x64-10 (:mod:`gluebox.training.philox`) instead, where each mask is a pure function
+of the run's seed and the mask's place:
+
+- **key** ``(seed, rank)``: the run's ``--seed`` and the process's rank (each process of a
+  multi-process run draws its own masks);
+- **counter** ``(block, call, micro-batch, optimizer step)``: the step and micro-batch come from
+  the training loop (the step is part of every checkpoint, so a resumed run draws the same masks),
+  ``call`` numbers the dropout calls of the micro-batch's forward pass from 0, and ``block``
+  numbers the mask's blocks of 8 elements;
+- **element** ``e`` of a mask takes 32 bits: half ``e % 2`` (the low half first) of word
+  ``(e % 8) // 2`` of block ``e // 8``. It is kept when that number is below
+  ``round((1 - p) 2**32)``, so an element is kept with probability ``1 - p`` to within ``2**-32``;
+- a kept element is scaled by ``s = float32(1 / float32(1 - p))``: the output is ``(x * s) * k``
+  with ``k`` 1 or 0, in the input's dtype, and the backward pass's is ``(grad * s) * k``.
+
+Nothing in that depends on the thread count, the CPU's vendor or instruction set, or on where the
+mask is computed: on the CPU, chunks of a float32 mask are drawn and applied on all of torch's
+threads at once (NumPy's Philox releases Python's lock); elsewhere (a GPU, other dtypes) the same
+bits come from torch integer operations. The backward pass draws its masks again from their
+counters instead of keeping them, and so does the recomputation of the attention
+(:mod:`gluebox.training.lean`).
+
+**Where dropout is called.** While a training step's forward pass runs, :class:`StepMasks` (a
+``TorchFunctionMode``) answers ``torch.nn.functional.dropout`` (every ``nn.Dropout`` module, the
+attention functions' own dropout, peft's LoRA dropout) and ``scaled_dot_product_attention`` with a
+``dropout_p`` (which on the CPU runs its math kernel and draws with PyTorch's generator): the
+latter runs the same math kernel's operations in :func:`attention`, with these masks. Every other
+operation, and everything outside a training step (validation, prediction), runs as before.
+
+``GLUEBOX_DROPOUT_GENERATOR=torch`` keeps PyTorch's generator instead (the masks before this
+version), for benchmarks that compare the two streams.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from gluebox.training import philox
+
+GENERATOR_VARIABLE = "GLUEBOX_DROPOUT_GENERATOR"
+"""``torch``: dropout draws from PyTorch's generator, as before this version (a benchmark way)."""
+
+ELEMENTS_PER_BLOCK = 8
+"""A Philox4x64 block is 256 bits: eight 32-bit numbers, one an element."""
+CHUNK = 1 << 17
+"""Elements drawn and applied at a time by one thread: its arrays stay in the core's L2 cache."""
+SHARE = 1 << 15
+"""Fewest elements worth another thread (handing work to a thread costs tens of microseconds)."""
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
+"""The process that made the pool, its size, and the pool of the other threads' shares."""
+_active = threading.local()
+
+
+def uses_philox() -> bool:
+    """Whether training steps draw gluebox's masks (the default) or PyTorch's (``GLUEBOX_DROPOUT_GENERATOR=torch``)."""
+    return os.environ.get(GENERATOR_VARIABLE, "philox") != "torch"
+
+
+def threshold(p: float) -> int:
+    """Keep an element when its 32-bit number is below this: ``round((1 - p) 2**32)``, at most ``2**32 - 1``."""
+    return min(round((1.0 - p) * 2**32), 2**32 - 1)
+
+
+def scale(p: float) -> float:
+    """The factor of kept elements, ``float32(1 / float32(1 - p))`` (a float32 value)."""
+    return float(np.float32(1.0) / np.float32(1.0 - p))
+
+
+class Place(tuple):
+    """A dropout call's place: ``(step, micro_batch, call)``, words 3, 2 and 1 of its masks' counters."""
+
+    def __new__(cls, step: int, micro_batch: int, call: int):
+        return super().__new__(cls, (step, micro_batch, call))
+
+    @property
+    def counter_high(self) -> tuple[int, int, int]:
+        step, micro_batch, call = self
+        return call, micro_batch, step
+
+
+def keep_mask(n: int, p: float, key: tuple[int, int], place: Place, device="cpu") -> torch.Tensor:
+    """The mask of ``n`` elements at ``place`` (True: kept), computed with torch operations on ``device``."""
+    words = philox.words_torch(key, place.counter_high, 0, -(-n // 2), device)
+    halves = torch.stack([words & 0xFFFFFFFF, (words >> 32) & 0xFFFFFFFF], dim=-1).reshape(-1)[:n]
+    return halves < threshold(p)
+
+
+def _bits(key, place: Place, start: int, stop: int) -> np.ndarray:
+    """The 32-bit numbers of elements ``start`` (a multiple of 8) to ``stop``, by NumPy's Philox."""
+    words = philox.words_numpy(key, place.counter_high, start // ELEMENTS_PER_BLOCK, -(-(stop - start) // 2))
+    if sys.byteorder != "little":
+        words = words.astype("<u8")
+    return words.view("<u4")[: stop - start]
+
+
+def _apply_numpy(source: np.ndarray, out: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+    """``out = (source * s) * k`` over elements ``start`` to ``stop``, a chunk at a time."""
+    limit, factor = np.uint32(threshold(p)), np.float32(scale(p))
+    for a in range(start, stop, CHUNK):
+        b = min(stop, a + CHUNK)
+        kept = np.less(_bits(key, place, a, b), limit)
+        np.multiply(source[a:b], factor, out=out[a:b])
+        np.multiply(out[a:b], kept, out=out[a:b])
+
+
+def _mask_numpy(out: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+    """``out`` (booleans) = the mask over elements ``start`` to ``stop``, a chunk at a time."""
+    limit = np.uint32(threshold(p))
+    for a in range(start, stop, CHUNK):
+        b = min(stop, a + CHUNK)
+        np.less(_bits(key, place, a, b), limit, out=out[a:b])
+
+
+def _shares(n: int, threads: int) -> list[tuple[int, int]]:
+    """``n`` elements split into up to ``threads`` contiguous shares that start on a block."""
+    count = max(1, min(threads, n // SHARE))
+    size = -(-n // count // ELEMENTS_PER_BLOCK) * ELEMENTS_PER_BLOCK
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def _on_all_threads(n: int, work, *args) -> None:
+    """``work(*args, start, stop)`` over shares of ``n`` elements, one a torch thread: this thread takes
+    the first, a pool made in this process (a forked child makes its own) the others."""
+    global _pool
+    shares = _shares(n, torch.get_num_threads())
+    others = []
+    if len(shares) > 1:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(shares) - 1:
+            _pool = (os.getpid(), len(shares) - 1,
+                     ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="gluebox-dropout"))
+        others = [_pool[2].submit(work, *args, a, b) for a, b in shares[1:]]
+    work(*args, *shares[0])
+    for future in others:
+        future.result()
+
+
+def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
+    """``x`` with the mask at ``place`` applied: ``(x * s) * k`` (see the module's description)."""
+    if x.device.type != "cpu":
+        kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
+        return (x * scale(p)) * kept.to(x.dtype)
+    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16)
+        kept = np.empty(x.numel(), dtype=np.bool_)
+        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
+        return (x * scale(p)) * torch.from_numpy(kept).view(x.shape).to(x.dtype)
+    source = x.detach().contiguous()
+    out = torch.empty_like(source)
+    _on_all_threads(source.numel(), _apply_numpy, source.view(-1).numpy(), out.view(-1).numpy(), p, key, place)
+    return out
+
+
+class _Dropout(torch.autograd.Function):
+    """Dropout with the mask at a place; the backward pass draws the same mask again from its counters."""
+
+    @staticmethod
+    def forward(ctx, x, p, key, place):
+        ctx.p, ctx.key, ctx.place = p, key, place
+        return apply(x, p, key, place)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return apply(grad, ctx.p, ctx.key, ctx.place), None, None, None
+
+
+def dropout(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
+    """Training-mode dropout of ``x`` with probability ``p`` and the mask at ``place``."""
+    if p <= 0.0 or x.numel() == 0:
+        return x
+    if p >= 1.0:
+        return x * 0.0
+    return _Dropout.apply(x, p, key, place)
+
+
+def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, softmax_scale=None,
+              enable_gqa=False, *, dropout_with) -> torch.Tensor:
+    """``scaled_dot_product_attention``'s math kernel, the same operations in the same order, with
+    its dropout by ``dropout_with(probabilities, p)``."""
+    if query.dtype in (torch.float16, torch.bfloat16):  # the kernel computes these in float32 (on the CPU, and
+        upcast = [t.float() for t in (query, key, value)]  # elsewhere unless reduced-precision math is allowed)
+        return attention(*upcast, attn_mask, dropout_p, is_causal, softmax_scale, enable_gqa,
+                         dropout_with=dropout_with).to(query.dtype)
+    factor = math.sqrt(softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(query.size(-1)))
+    if enable_gqa and key.size(-3) != query.size(-3):
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
+        value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
+    if is_causal:
+        attn_mask = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
+    scores = torch.matmul(query * factor, key.transpose(-2, -1) * factor)
+    whole_rows_masked = False
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            whole_rows_masked = not bool(attn_mask.any(dim=-1).all())
+            attn_mask = torch.where(attn_mask, torch.zeros((), dtype=scores.dtype, device=scores.device),
+                                    torch.full((), float("-inf"), dtype=scores.dtype, device=scores.device))
+        else:
+            whole_rows_masked = bool(torch.isneginf(attn_mask).all(dim=-1).any())
+        scores = scores + attn_mask
+    if whole_rows_masked:  # sdpa's softmax, which gives 0 to a row that attends to nothing (not NaN)
+        probabilities = torch.ops.aten._safe_softmax(scores, -1)
+    else:  # the same values: it is the plain softmax and then a fix of such rows, 4 passes over the scores
+        probabilities = torch.softmax(scores, -1)
+    return torch.matmul(dropout_with(probabilities, dropout_p), value)
+
+
+def _arguments(args, kwargs, names: tuple[str, ...], defaults: tuple) -> list:
+    """The values of ``names`` from a call's positional and keyword arguments."""
+    values = list(args[: len(names)]) + list(defaults[len(args):])
+    for index, name in enumerate(names):
+        if name in kwargs:
+            values[index] = kwargs[name]
+    return values
+
+
+_DROPOUT = ("input", "p", "training", "inplace")
+_SDPA = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+class StepMasks(TorchFunctionMode):
+    """While entered, dropout draws gluebox's masks at ``(step, micro_batch, call)``, ``call`` counting
+    the dropout calls from ``call``. Entered around a micro-batch's forward pass by the training step;
+    :func:`current` is the innermost one entered in this thread."""
+
+    def __init__(self, key: tuple[int, int], step: int, micro_batch: int, call: int = 0):
+        super().__init__()
+        self.key, self.step, self.micro_batch, self.call = key, step, micro_batch, call
+
+    def place(self) -> Place:
+        """The next dropout call's place."""
+        return Place(self.step, self.micro_batch, self.call)
+
+    def at(self, place: Place) -> StepMasks:
+        """Masks that number calls from ``place`` (a recomputation draws its forward pass's masks again)."""
+        return StepMasks(self.key, *place)
+
+    def draw(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout of ``x`` with the next call's mask."""
+        place = self.place()
+        self.call += 1
+        return dropout(x, p, self.key, place)
+
+    def __enter__(self):
+        stack = getattr(_active, "stack", None)
+        if stack is None:
+            stack = _active.stack = []
+        stack.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _active.stack.pop()
+        return super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.dropout:
+            x, p, training, _ = _arguments(args, kwargs, _DROPOUT, (None, 0.5, True, False))
+            if training and p > 0:
+                return self.draw(x, p)
+        elif func is F.scaled_dot_product_attention:
+            values = _arguments(args, kwargs, _SDPA, (None, None, None, None, 0.0, False, None, False))
+            if values[4] > 0:
+                device = values[0].device.type
+                if not torch.is_autocast_enabled(device):
+                    return attention(*values, dropout_with=self.draw)
+                low = torch.get_autocast_dtype(device)  # autocast runs sdpa on its inputs cast to this dtype
+                with torch.autocast(device, enabled=False):
+                    values[:4] = [t.to(low) if t is not None and t.is_floating_point() else t for t in values[:4]]
+                    return attention(*values, dropout_with=self.draw)
+        return func(*args, **kwargs)
+
+
+def current() -> StepMasks | None:
+    """The step masks entered in this thread, if any (None outside a training step's forward pass)."""
+    stack = getattr(_active, "stack", None)
+    return stack[-1] if stack else None
+
+
+class DropoutStream:
+    """A run's dropout masks: its key, and the masks of each micro-batch's forward pass."""
+
+    def __init__(self, seed: int, rank: int = 0):
+        self.key = (seed & (2**64 - 1), rank)
+
+    def step(self, step: int, micro_batch: int) -> StepMasks | None:
+        """The masks of a micro-batch's forward pass (None under ``GLUEBOX_DROPOUT_GENERATOR=torch``)."""
+        return StepMasks(self.key, step, micro_batch) if uses_philox() else None
