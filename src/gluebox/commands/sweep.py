@@ -68,7 +68,7 @@ def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = 
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not overwrite:
         raise GlueboxError(f"sweep folder {sweep_dir} already exists; pass --overwrite or choose another --output_dir")
     check_writable(sweep_dir)
-    base = environment_values() | spec.base
+    base = environment_values(given=spec.base) | spec.base
     trials_dir = sweep_dir / TRIALS
 
     # Every trial's configuration, drawn and checked before Ray starts.

@@ -28,7 +28,8 @@ def default_run_path(config: TrainConfig) -> Path:
     """``$GLUEBOX_RUNS_DIR`` (or ``runs``) / ``<task>-<model>-<yyyymmdd-hhmmss>``."""
     parent = Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs"))
     model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(config.model_name_or_path.rstrip("/")).name) or "model"
-    stem = f"{config.task_name}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    task = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.resolved_task_name) or "task"
+    stem = f"{task}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = parent / stem, 1
     while path.exists():
         n += 1
