@@ -159,11 +159,6 @@ class Task:
         return self.text_b is not None
 
     @property
-    def kind(self) -> str:
-        """In words: ``regression`` or ``classification into N classes``."""
-        return "regression" if self.is_regression else f"classification into {len(self.labels)} classes"
-
-    @property
     def score_metrics(self) -> tuple[str, ...]:
         """The validation metrics the GLUE score averages for this task (MNLI: both splits' accuracy)."""
         return tuple(f"{split}/{metric}" for split in self.validation_splits for metric in self.metrics)
@@ -340,6 +335,8 @@ def task_difference(saved: dict, task: Task) -> str | None:
     Only what the saved file holds is compared (an older gluebox saved less), once both are read the
     same way (:meth:`Task.from_dict`).
     """
+    if not isinstance(saved, dict):
+        return "its task.json is missing or unreadable"
     then = Task.from_dict(saved, task.label_column or "label").to_dict()
     now = task.to_dict()
     for key in then:
