@@ -448,3 +448,28 @@ def test_csv_fields_longer_than_the_csv_modules_default_limit_are_read(tmp_path)
     config = TrainConfig(train_file=str(data), validation_file=str(data), text_column="text", text_pair_column="none")
     examples = load_split(config, resolve_task(config), "train")
     assert examples.text_a == [long, "short"] and examples.labels == [0, 1]
+
+
+def test_compare_tells_runs_on_other_data_apart_by_task_json_not_by_paths(tmp_path):
+    """Moved data files are the same data (their paths are no setting of the results); other rows are another task."""
+    import yaml
+
+    from gluebox.commands.compare import why_not_comparable
+    from gluebox.runs.directory import RunDirectory
+
+    task = {"name": "reviews", "glue": False, "problem_type": "classification", "text_a": "review", "text_b": None,
+            "label_column": "sentiment", "labels": ["neg", "pos"], "metrics": ["accuracy", "f1"],
+            "main_metric": "accuracy", "validation_splits": ["validation"],
+            "data": {"train": {"file": "reviews.csv", "rows": 40}, "validation": {"file": "dev.csv", "rows": 21}}}
+    runs = []
+    for name, folder, rows in (("a", "/home/a", 40), ("b", "/mnt/b", 40), ("c", "/home/a", 41)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"train_file": f"{folder}/reviews.csv", "task_name": None}))
+        saved = json.loads(json.dumps(task))
+        saved["data"]["train"]["rows"] = rows
+        (run / "task.json").write_text(json.dumps(saved))
+        runs.append(RunDirectory(run))
+    assert why_not_comparable(runs[0], runs[1]) == []
+    (reason,) = why_not_comparable(runs[0], runs[2])
+    assert reason.startswith("other tasks (data {") and "'rows': 40" in reason and "'rows': 41" in reason
