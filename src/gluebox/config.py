@@ -33,6 +33,8 @@ from gluebox import allocator, reproducibility
 from gluebox.errors import GlueboxError
 from gluebox.tasks import GLUE_TASK_NAMES
 
+DEFAULT_TASK = "mrpc"
+"""The GLUE task of a run that names neither a task nor data files (the course project's)."""
 PEFT_METHODS = ("none", "lora")
 """--peft: full fine-tuning, or LoRA adapters through the peft library."""
 DEFAULT_TOKEN_CAP = {"none": 2048, "lora": 1024}
@@ -104,9 +106,10 @@ class TrainConfig:
         "Hugging Face model id or local directory that AutoModelForSequenceClassification loads.",
         env="GLUEBOX_MODEL",
     )
-    task_name: str = _arg(
-        "mrpc",
-        "GLUE task (or a name for your own data with --train_file).",
+    task_name: str | None = _arg(
+        None,
+        "GLUE task (default: mrpc). With your own data (--train_file): the task's name, default the training "
+        "file's name; a GLUE task's name there means your files hold that GLUE task (its labels and metrics).",
         choices=GLUE_TASK_NAMES,
         env="GLUEBOX_TASK",
     )
@@ -128,6 +131,12 @@ class TrainConfig:
         "auto",
         "For --train_file data: classification, regression, or auto (regression when labels are non-integer numbers).",
         choices=("auto", "classification", "regression"),
+    )
+    max_classes: int | None = _arg(
+        None,
+        "For --train_file data: refuse classification into more classes than this (a --label_column that names "
+        "a text or id column gives a class per row). Default: 200, and refused also when, above 20 classes, most "
+        "classes have one row only.",
     )
     max_train_samples: int | None = _arg(None, "Use only the first N training examples (quick runs).")
     max_eval_samples: int | None = _arg(None, "Use only the first N examples of each validation split.")
@@ -307,6 +316,8 @@ class TrainConfig:
             parse = f.metadata.get("parse")
             if parse is not None:
                 setattr(self, f.name, parse(getattr(self, f.name)) if getattr(self, f.name) is not None else None)
+        if self.task_name is None and not self.uses_custom_files:
+            self.task_name = DEFAULT_TASK  # with your own files, None: the task is named after the training file
         if self.reproducibility == reproducibility.PORTABLE and self.num_threads is None:
             self.num_threads = reproducibility.PORTABLE_THREADS  # written to config.yaml: part of the run's identity
 
@@ -322,7 +333,8 @@ class TrainConfig:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
         if self.micro_batch_tokens is not None and self.micro_batch_tokens < 0:
             raise GlueboxError(f"--micro_batch_tokens must be 0 (no cap) or more, got {self.micro_batch_tokens}")
-        for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads", "checkpoint_every_n_steps"):
+        for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads", "checkpoint_every_n_steps",
+                     "max_classes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
@@ -365,7 +377,7 @@ class TrainConfig:
             )
         for f in config_fields():
             check_choice(f, getattr(self, f.name))
-        if self.train_file is None and self.task_name not in GLUE_TASK_NAMES:
+        if not self.uses_custom_files and self.task_name not in GLUE_TASK_NAMES:
             raise GlueboxError(
                 f"unknown task '{self.task_name}'; choose one of {', '.join(GLUE_TASK_NAMES)}, "
                 "or give your own data with --train_file"
@@ -394,6 +406,14 @@ class TrainConfig:
     @property
     def uses_custom_files(self) -> bool:
         return self.train_file is not None or self.validation_file is not None
+
+    @property
+    def resolved_task_name(self) -> str:
+        """The task's name: ``--task_name``, or with your own files and no ``--task_name``, the training file's
+        name without its extension (``reviews.csv``: ``reviews``)."""
+        if self.task_name is not None:
+            return self.task_name
+        return Path(self.train_file or self.validation_file).stem
 
 
 def _default(name: str) -> Any:
@@ -494,11 +514,19 @@ def names_where(prop: str) -> frozenset[str]:
     return frozenset(f.name for f in config_fields() if f.metadata.get(prop))
 
 
-def environment_values(environ: "typing.Mapping[str, str] | None" = None) -> dict[str, Any]:
-    """Defaults replaced by ``GLUEBOX_*`` variables (the Docker image sets them to what it baked in)."""
+def environment_values(environ: "typing.Mapping[str, str] | None" = None,
+                       given: "typing.Mapping[str, Any] | None" = None) -> dict[str, Any]:
+    """Defaults replaced by ``GLUEBOX_*`` variables (the Docker image sets them to what it baked in).
+
+    ``given``: what the user set. When it names your own data files, ``GLUEBOX_TASK`` does not apply:
+    it replaces the default GLUE task, and your data's task is named by ``--task_name`` or its file.
+    """
     environ = os.environ if environ is None else environ
-    return {f.name: environ[f.metadata["env"]] for f in config_fields()
-            if f.metadata.get("env") and environ.get(f.metadata["env"])}
+    values = {f.name: environ[f.metadata["env"]] for f in config_fields()
+              if f.metadata.get("env") and environ.get(f.metadata["env"])}
+    if given is not None and (given.get("train_file") is not None or given.get("validation_file") is not None):
+        values.pop("task_name", None)
+    return values
 
 
 def given_values(yaml_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
@@ -508,7 +536,7 @@ def given_values(yaml_path: str | None, flags: dict[str, Any]) -> dict[str, Any]
 
 def resolve(given: dict[str, Any]) -> TrainConfig:
     """A new run's config: defaults, then the environment, then what the user set."""
-    return TrainConfig(**(environment_values() | given))
+    return TrainConfig(**(environment_values(given=given) | given))
 
 
 def resume_config(saved: dict[str, Any], given: dict[str, Any], run_path: Path) -> TrainConfig:

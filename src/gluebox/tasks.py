@@ -6,6 +6,7 @@ standard ``glue_data/<TASK>/`` folders written by GLUE's ``download_glue_data.py
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 TASK_TO_KEYS: dict[str, tuple[str, str | None]] = {
@@ -39,8 +40,23 @@ class TsvLayout:
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One of the user's own data files, as a run records it: the split it gave, its name, its rows."""
+
+    split: str
+    file: str
+    """The file's name, never its path (a run directory and a model card hold no local paths)."""
+    rows: int
+    """Rows in the file (before --max_train_samples / --max_eval_samples)."""
+
+
+@dataclass(frozen=True)
 class Task:
-    """Everything gluebox needs to know about one classification or regression task."""
+    """Everything gluebox needs to know about one classification or regression task.
+
+    A run saves its task in ``task.json`` (:meth:`to_dict`) once, when it starts; ``evaluate``,
+    ``predict``, ``--resume``, ``plot`` and the GLUE suite read it back (:meth:`from_dict`).
+    """
 
     name: str
     text_a: str
@@ -69,23 +85,66 @@ class Task:
     """Test split name to the file name gluebenchmark.com expects in a submission zip."""
     test_rows: dict[str, int] = field(default_factory=dict)
     """Test split name to the number of rows of GLUE's official test file (indices 0 to n-1)."""
+    label_column: str | None = "label"
+    """Column of the label in a .csv, .tsv or .jsonl file (for GLUE tasks, the hub dataset's name)."""
+    glue: bool = False
+    """One of GLUE's tasks: its labels, metrics and submission format (also when its data are your files)."""
+    data: tuple[DataFile, ...] = ()
+    """Your own data files, with their row counts; empty for GLUE's folders and the hub dataset."""
 
     def to_dict(self) -> dict:
-        """What a run directory records so that `evaluate` and `predict` can rebuild the task."""
-        return {
+        """``task.json``: what ``evaluate``, ``predict``, ``--resume`` and the model card read back.
+
+        Labels are written in their original form (:attr:`label_values`): a task whose labels are
+        whole numbers has integers there, any other has strings.
+        """
+        saved = {
             "name": self.name,
+            "glue": self.glue,
+            "problem_type": "regression" if self.is_regression else "classification",
             "text_a": self.text_a,
             "text_b": self.text_b,
-            "labels": list(self.labels),
+            "label_column": self.label_column,
+            "labels": list(self.label_values),
             "metrics": list(self.metrics),
             "main_metric": self.main_metric,
+            "validation_splits": list(self.validation_splits),
         }
+        if self.data:
+            saved["data"] = {f.split: {"file": f.file, "rows": f.rows} for f in self.data}
+        return saved
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Task":
-        if data["name"] in GLUE_TASKS:
-            return GLUE_TASKS[data["name"]]
-        return custom_task(data["name"], data["text_a"], data["text_b"], tuple(data["labels"]))
+    def from_dict(cls, saved: dict, label_column: str = "label") -> "Task":
+        """The task a run saved with :meth:`to_dict`.
+
+        A ``task.json`` of an older gluebox has only the name, text columns, labels and metrics:
+        it is a GLUE task when its name, columns and labels are GLUE's, else your own data's, with
+        ``label_column`` (the run's ``--label_column``) as its label column.
+        """
+        name, text_a, text_b = saved["name"], saved["text_a"], saved["text_b"]
+        labels = tuple(str(label) for label in saved.get("labels") or ())
+        label_column = saved.get("label_column", label_column)
+        glue = saved.get("glue")
+        if glue is None:
+            known = GLUE_TASKS.get(name)
+            glue = known is not None and (text_a, text_b, labels) == (known.text_a, known.text_b, known.labels)
+        data = tuple(DataFile(split, entry["file"], int(entry["rows"]))
+                     for split, entry in (saved.get("data") or {}).items())
+        if glue:
+            known = GLUE_TASKS[name]
+            if not data and (text_a, text_b, label_column) == (known.text_a, known.text_b, known.label_column):
+                return known
+            return glue_task_on_files(name, text_a, text_b, label_column, data)
+        return custom_task(name, text_a, text_b, labels, label_column, data)
+
+    @property
+    def label_values(self) -> tuple[str | int, ...]:
+        """The labels as the training data wrote them, in id order: whole numbers (``0``, ``12``, ``-1``)
+        as integers, any other label as text. GLUE's labels stay text: its submission format is unchanged."""
+        if not self.glue and self.labels and all(_WHOLE_NUMBER.fullmatch(label) for label in self.labels):
+            return tuple(int(label) for label in self.labels)
+        return self.labels
 
     @property
     def is_regression(self) -> bool:
@@ -138,8 +197,12 @@ def _glue_task(name: str, labels, metrics, main_metric, tsv, test_tsv, **kwargs)
         split_files=split_files,
         tsv=tsv,
         test_tsv=test_tsv,
+        glue=True,
         **kwargs,
     )
+
+
+_WHOLE_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
 
 
 _GLUE_FOLDERS = {
@@ -240,9 +303,43 @@ def custom_task(
     text_a: str,
     text_b: str | None,
     labels: tuple[str, ...],
+    label_column: str | None = "label",
+    data: tuple[DataFile, ...] = (),
 ) -> Task:
     """A task for the user's own files: accuracy (and F1 when binary), or Pearson/Spearman."""
     if not labels:
-        return Task(name, text_a, text_b, (), ("pearson", "spearmanr"), "pearson")
+        return Task(name, text_a, text_b, (), ("pearson", "spearmanr"), "pearson", label_column=label_column,
+                    data=data)
     metrics = ("accuracy", "f1") if len(labels) == 2 else ("accuracy",)
-    return Task(name, text_a, text_b, tuple(labels), metrics, "accuracy")
+    return Task(name, text_a, text_b, tuple(labels), metrics, "accuracy", label_column=label_column, data=data)
+
+
+def glue_task_on_files(name: str, text_a: str, text_b: str | None, label_column: str | None,
+                       data: tuple[DataFile, ...] = ()) -> Task:
+    """A GLUE task whose data are your own files (``--task_name rte --train_file ...``).
+
+    GLUE's labels, metrics and main metric; your columns; one validation file. Labels may also be
+    written as the hub dataset writes them: its label ids (MNLI's ``0``, ``1``, ``2``), and its
+    label names for tasks whose labels are ``0`` and ``1`` (SST-2's ``negative``, ``positive``).
+    """
+    known = GLUE_TASKS[name]
+    hub_ids = {str(i): label for i, label in enumerate(known.labels) if str(i) not in known.labels}
+    return Task(name, text_a, text_b, known.labels, known.metrics, known.main_metric,
+                glue_folder=known.glue_folder, label_aliases=known.label_aliases | hub_ids,
+                label_column=label_column, glue=True, data=data)
+
+
+def task_difference(saved: dict, task: Task) -> str | None:
+    """How ``task`` (what a run's data give now) differs from the ``task.json`` the run saved, or None.
+
+    Only what the saved file holds is compared (an older gluebox saved less), once both are read the
+    same way (:meth:`Task.from_dict`).
+    """
+    if not isinstance(saved, dict):
+        return "its task.json is missing or unreadable"
+    then = Task.from_dict(saved, task.label_column or "label").to_dict()
+    now = task.to_dict()
+    for key in then:
+        if key in saved and then[key] != now.get(key):
+            return f"its data no longer give the task it started with ({key}: {now.get(key)!r} where task.json has {then[key]!r})"
+    return None

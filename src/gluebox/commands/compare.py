@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from gluebox.errors import GlueboxError
-from gluebox.runs.directory import ENVIRONMENT, SUMMARY, RunDirectory, open_run
+from gluebox.runs.directory import ENVIRONMENT, SUMMARY, TASK, RunDirectory, open_run
 
 IGNORED_PREFIXES = ("perf/",)
 TOLERANCE = 1e-4
@@ -26,9 +26,10 @@ CAPABILITY_NAMES = {"AVX512": "AVX-512", "AVX512_VNNI": "AVX-512 VNNI", "AVX512_
                     "AMX": "AMX", "AVX2": "AVX2", "DEFAULT": "no vector extensions"}
 
 NOT_RESULTS = {"output_dir", "checkpoint_dir", "checkpoint_every_minutes", "checkpoint_every_n_steps", "overwrite",
-               "wandb_mode", "wandb_project", "wandb_run_name", "log_model", "progress_bar", "data_dir"}
-"""Settings that cannot change a run's numbers (``data_dir`` may move; the data are the same or the
-metrics say so)."""
+               "wandb_mode", "wandb_project", "wandb_run_name", "log_model", "progress_bar", "data_dir",
+               "train_file", "validation_file", "test_file"}
+"""Settings that cannot change a run's numbers (``data_dir`` and data files may move; the data are the same
+or the metrics say so; your own files' names and row counts are in ``task.json``, compared as the task)."""
 
 
 def _results(record: dict) -> dict:
@@ -89,6 +90,9 @@ def why_not_comparable(run_a: RunDirectory, run_b: RunDirectory) -> list[str]:
     if settings:
         shown = ", ".join(f"{k} {config_a.get(k)!r} against {config_b.get(k)!r}" for k in settings[:3])
         reasons.append(f"other settings ({shown}{', ...' if len(settings) > 3 else ''})")
+    task = _task_difference(run_a, run_b)
+    if task:
+        reasons.append(task)
     id_a = identity(config_a, run_a.read_json(ENVIRONMENT) or {})
     id_b = identity(config_b, run_b.read_json(ENVIRONMENT) or {})
     both_portable = id_a["mode"] == id_b["mode"] == "portable"
@@ -107,6 +111,18 @@ def why_not_comparable(run_a: RunDirectory, run_b: RunDirectory) -> list[str]:
         else:
             reasons.append(f"{key} {a} against {b}")
     return reasons
+
+
+def _task_difference(run_a: RunDirectory, run_b: RunDirectory) -> str | None:
+    """``other tasks (KEY A against B)`` when the runs' ``task.json`` differ in what both record, else None."""
+    from gluebox.tasks import Task
+
+    saved_a, saved_b = run_a.read_json(TASK), run_b.read_json(TASK)
+    if not isinstance(saved_a, dict) or not isinstance(saved_b, dict):
+        return None
+    task_a, task_b = Task.from_dict(saved_a).to_dict(), Task.from_dict(saved_b).to_dict()
+    key = next((k for k in task_a if k in saved_a and k in saved_b and task_a[k] != task_b.get(k)), None)
+    return None if key is None else f"other tasks ({key} {task_a[key]!r} against {task_b.get(key)!r})"
 
 
 def _short(number: float) -> str:

@@ -1,4 +1,9 @@
-"""``gluebox predict``: one prediction per input row, as GLUE submission TSV, CSV or JSON Lines."""
+"""``gluebox predict``: one prediction per input row, as GLUE submission TSV, CSV or JSON Lines.
+
+Predictions are in the run's own terms (``task.json``): a label as the training data wrote it (whole
+numbers as integers), a float for regression; GLUE tasks keep GLUE's submission format. A ``--file``
+is read with the run's own text columns; its label column, if any, is not needed.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,10 @@ def predict(path: str, output: str, split: str | None = None, file: str | None =
             raise GlueboxError(f"this run was trained on {task.name}, whose labels do not match {task_name}'s")
         config.task_name = task_name
     split = split or data_task.test_splits[0]
+    if file is None and config.uses_custom_files and split.startswith("test") and config.test_file is None:
+        columns = " and ".join(f"'{c}'" for c in (task.text_a, task.text_b) if c)
+        raise GlueboxError(f"{path} was trained on your own files and has no test file; give the rows to predict "
+                           f"with --file (a .csv, .tsv or .jsonl file with column(s) {columns})")
     examples = load_split(config, data_task, split if file is None else "test", file=file)
     values = predictions(loaded, examples, batch_size)
     target = Path(output)

@@ -79,7 +79,7 @@ def sweep(sweep_file: str, address: str | None = None, output_dir: str | None = 
     folder = claim_sweep_dir(sweep_file, output_dir or spec.output_dir, overwrite)
     sweep_dir = folder.path
     with folder.released_on_error():  # a sweep refused before it starts leaves nothing behind
-        base = environment_values() | spec.base
+        base = environment_values(given=spec.base) | spec.base
         trials_dir = sweep_dir / TRIALS
 
         # Every trial's configuration, drawn and checked before Ray starts.

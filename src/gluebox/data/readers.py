@@ -91,7 +91,13 @@ def _lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
+CSV_FIELD_LIMIT = 2**31 - 1
+"""The longest CSV field read (characters): the csv module's default, 131,072, refused long documents
+as malformed. The whole file is in memory anyway; the limit is the largest a C long takes everywhere."""
+
+
 def _csv_records(path, text: str):
+    csv.field_size_limit(CSV_FIELD_LIMIT)  # the csv module's one, process-wide setting
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         for fields in reader:

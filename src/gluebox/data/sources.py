@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -9,14 +10,19 @@ from gluebox.config import TrainConfig
 from gluebox.data.examples import Examples
 from gluebox.data.readers import Row, detect_format, read_rows
 from gluebox.errors import GlueboxError
-from gluebox.tasks import GLUE_TASKS, Task, TsvLayout, custom_task
+from gluebox.tasks import GLUE_TASKS, DataFile, Task, TsvLayout, custom_task, glue_task_on_files
 
 HUB_DATASET = "nyu-mll/glue"
 """The hub dataset that GLUE tasks load from when no --data_dir is given."""
 
 
 def resolve_task(config: TrainConfig) -> Task:
-    """The task of a run: a GLUE task, or one built from the user's training file."""
+    """The task of a run: a GLUE task, or one built from the user's training file.
+
+    With your own files the task is your data's, named by ``--task_name`` or the training file
+    (:attr:`TrainConfig.resolved_task_name`), unless ``--task_name`` names a GLUE task: then your files
+    hold that GLUE task, with its labels and metrics (:func:`gluebox.tasks.glue_task_on_files`).
+    """
     if not config.uses_custom_files:
         task = GLUE_TASKS[config.task_name]
         if not task.validation_splits and config.train_file is None:
@@ -29,19 +35,70 @@ def resolve_task(config: TrainConfig) -> Task:
         raise GlueboxError("--validation_file needs --train_file too (the labels come from the training file)")
     rows = read_rows(config.train_file)
     _require_columns(config.train_file, rows, _custom_columns(config, labelled=True))
+    name = config.resolved_task_name
+    if config.task_name in GLUE_TASKS:
+        return _glue_task_on_files(config)
     raw = [row[config.label_column].strip() for row in rows]
     problem = config.problem_type
     if problem == "auto":
         problem = "regression" if _looks_like_scores(raw) else "classification"
+    columns = (config.text_column, config.text_pair_column)
     if problem == "regression":
-        return custom_task(config.task_name, config.text_column, config.text_pair_column, ())
+        return custom_task(name, *columns, (), config.label_column)
     labels = sorted(set(raw), key=_label_sort_key)
     if "" in labels:
         line = rows[raw.index("")]["__line__"]
         raise GlueboxError(f"{config.train_file}, line {line}: empty label in column '{config.label_column}'")
     if len(labels) < 2:
         raise GlueboxError(f"{config.train_file}: every row has label '{labels[0]}'; classification needs two or more")
-    return custom_task(config.task_name, config.text_column, config.text_pair_column, tuple(labels))
+    _check_class_count(config, raw, labels)
+    return custom_task(name, *columns, tuple(labels), config.label_column)
+
+
+MAX_CLASSES = 200
+"""Classes a task of your own files may have unless ``--max_classes`` says otherwise."""
+MANY_CLASSES = 20
+"""Above this many classes, a label column where most classes have one row is refused too (an id or text column)."""
+
+
+def _check_class_count(config: TrainConfig, raw: list[str], labels: list[str]) -> None:
+    """Refuse a label column that looks like a text or id column: one line, with the flags that fix it."""
+    from collections import Counter
+
+    singles = sum(1 for count in Counter(raw).values() if count == 1)
+    if config.max_classes is not None:
+        refused = len(labels) > config.max_classes
+    else:
+        refused = len(labels) > MAX_CLASSES or (len(labels) > MANY_CLASSES and 2 * singles > len(labels))
+    if not refused:
+        return
+    shown = ", ".join(repr(label[:30]) for label in raw[:3])
+    limit = f"more than --max_classes {config.max_classes}" if config.max_classes is not None else (
+        f"{singles} of them on one row only" if len(labels) <= MAX_CLASSES else f"more than {MAX_CLASSES}")
+    raise GlueboxError(
+        f"{config.train_file}: label column '{config.label_column}' has {len(labels)} different labels ({limit}; "
+        f"first rows: {shown}); name the label column with --label_column, use --problem_type regression for "
+        f"scores, or pass --max_classes {len(labels)} to train that many classes"
+    )
+
+
+def _glue_task_on_files(config: TrainConfig) -> Task:
+    """``--task_name`` names a GLUE task and the data are your files: that task's labels and metrics."""
+    name = config.task_name
+    if not GLUE_TASKS[name].validation_splits:
+        raise GlueboxError(f"--task_name {name} is GLUE's diagnostic test set, which has no training data; "
+                           "name your task otherwise (or leave --task_name out)")
+    glue_problem = "regression" if GLUE_TASKS[name].is_regression else "classification"
+    if config.problem_type not in ("auto", glue_problem):
+        raise GlueboxError(f"--task_name {name} is GLUE's {name}, a {glue_problem} task; drop --problem_type "
+                           f"{config.problem_type}, or name your task otherwise")
+    return glue_task_on_files(name, config.text_column, config.text_pair_column, config.label_column)
+
+
+def describe_files(task: Task, splits: dict[str, Examples]) -> Task:
+    """``task`` with the names and row counts of the files its splits came from (your own data only)."""
+    return dataclasses.replace(task, data=tuple(DataFile(split, Path(examples.source).name, len(examples))
+                                                for split, examples in splits.items()))
 
 
 def check_data_files(config: TrainConfig) -> None:
@@ -73,12 +130,12 @@ def load_split(config: TrainConfig, task: Task, split: str, file: str | None = N
         path = file or {"train": config.train_file, "test": config.test_file}.get(split, config.validation_file)
         if path is None:
             raise GlueboxError(f"no {split} data: pass --{split if split in ('train', 'test') else 'validation'}_file")
-        if task.name in GLUE_TASKS and not config.uses_custom_files and detect_format(path) == "tsv":
+        if task.tsv is not None and not config.uses_custom_files and detect_format(path) == "tsv":
             layout = task.tsv if labelled else task.test_tsv
             return _from_rows(task, read_rows(path, header=_header(layout)), layout, labelled, path)
-        layout = TsvLayout(config.text_column, config.text_pair_column, config.label_column)
-        layout = _custom_layout(layout, read_rows(path), labelled)
-        return _from_rows(task, read_rows(path), layout, labelled, path)
+        rows = read_rows(path)
+        layout = _custom_layout(TsvLayout(task.text_a, task.text_b, task.label_column), rows, labelled)
+        return _from_rows(task, rows, layout, labelled, path)
     if config.data_dir is not None:
         path = _glue_file(config.data_dir, task, split)
         layout = task.tsv if labelled else task.test_tsv

@@ -53,11 +53,12 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
     from gluebox.data.sharding import ShardSampler
-    from gluebox.data.sources import load_split, resolve_task
+    from gluebox.data.sources import describe_files, load_split, resolve_task
     from gluebox.training import memory
     from gluebox.training.classifier import OptimConfig
     from gluebox.training.distributed import threads_per_process
     from gluebox.training.hardware import configure_threads, deterministic
+    from gluebox.tasks import task_difference
     from gluebox.training.pretrained import check_tokenizer_fits, load_model, load_tokenizer
 
     from gluebox.reproducibility import FAST, check_pinned
@@ -68,13 +69,17 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                                 else threads_per_process(config.num_threads, config.devices))
     L.seed_everything(config.seed, workers=True, verbose=False)
 
-    task = resolve_task(config)
-    if resume is not None and task.to_dict() != resume.task:
-        raise GlueboxError(f"cannot resume {resume.run.path}: its data now gives other labels or columns than task.json says")
     # The data first, then the tokenizer and model: the first error is about the first thing that is wrong.
-    examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
-    for split in task.validation_splits:
-        examples[split] = load_split(config, task, split).head(config.max_eval_samples)
+    task = resolve_task(config)
+    splits = {split: load_split(config, task, split) for split in ("train", *task.validation_splits)}
+    if config.uses_custom_files:
+        task = describe_files(task, splits)
+    if resume is not None:
+        difference = task_difference(resume.task, task)
+        if difference is not None:
+            raise GlueboxError(f"cannot resume {resume.run.path}: {difference}")
+    examples = {split: data.head(config.max_train_samples if split == "train" else config.max_eval_samples)
+                for split, data in splits.items()}
     tokenizer = load_tokenizer(config.model_name_or_path)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 

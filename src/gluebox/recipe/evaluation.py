@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gluebox.config import TrainConfig
 from gluebox.errors import GlueboxError
-from gluebox.runs.directory import BEST_MODEL, TASK, RunDirectory, open_run
+from gluebox.runs.directory import BEST_MODEL, ENVIRONMENT, TASK, RunDirectory, open_run
 from gluebox.tasks import Task
 
 
@@ -20,6 +20,9 @@ class LoadedRun:
     model: object
     weights: str
     """What the weights came from (for messages)."""
+    threads: int | None = None
+    """The torch threads each training process ran with (``environment.json``): scored with as many, the
+    run's validation splits give its numbers bit for bit."""
 
 
 def load_run(path: str) -> LoadedRun:
@@ -45,7 +48,10 @@ def load_run(path: str) -> LoadedRun:
             raise GlueboxError(f"{path} does not exist; give a run directory or a .ckpt file")
         run = open_run(target)
     config = TrainConfig(**run.read_config())
-    task = Task.from_dict(run.read_json(TASK))
+    saved_task = run.read_json(TASK)
+    if not isinstance(saved_task, dict):
+        raise GlueboxError(f"{run.path} has no {TASK}; the run did not get as far as starting to train")
+    task = Task.from_dict(saved_task, config.label_column)
     model_dir = run.file(BEST_MODEL)
     if not (model_dir / "config.json").exists():
         raise GlueboxError(f"{run.path} has no saved model yet ({BEST_MODEL}/ is missing); the run did not finish an epoch")
@@ -66,7 +72,8 @@ def load_run(path: str) -> LoadedRun:
         load_weights(model, checkpoint)
         weights = str(checkpoint)
     model.eval()
-    return LoadedRun(run, config, task, tokenizer, model, weights)
+    threads = (run.read_json(ENVIRONMENT) or {}).get("torch_threads")
+    return LoadedRun(run, config, task, tokenizer, model, weights, threads if isinstance(threads, int) else None)
 
 
 def score(loaded: LoadedRun, examples, split: str, batch_size: int | None) -> dict:
@@ -92,27 +99,30 @@ def predictions(loaded: LoadedRun, examples, batch_size: int | None) -> list:
     values = predict(*_fabric(loaded), task, _loader(loaded, encoded, batch_size))
     if task.is_regression:
         return [round(float(v), 6) for v in values]
-    return [task.labels[int(v)] for v in values]
+    return [task.label_values[int(v)] for v in values]
 
 
 def _loader(loaded: LoadedRun, encoded, batch_size: int | None):
+    """Batches as the run's validation made them: its batch size and padding."""
     from torch.utils.data import DataLoader
 
     from gluebox.data.batching import Collator
 
+    config = loaded.config
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    return DataLoader(encoded, batch_size=batch_size or loaded.config.eval_batch_size, collate_fn=Collator(encoded, pad_id, None))
+    pad_to = config.max_seq_length if config.padding == "max_length" else None
+    return DataLoader(encoded, batch_size=batch_size or config.eval_batch_size, collate_fn=Collator(encoded, pad_id, pad_to))
 
 
 def _fabric(loaded: LoadedRun):
-    """One process on the run's accelerator, deterministic kernels; the model on its device."""
+    """One process on the run's accelerator, precision and threads, deterministic kernels; the model on its device."""
     import lightning as L
 
     from gluebox.reproducibility import check_pinned
     from gluebox.training.hardware import configure_threads, deterministic
 
     check_pinned(loaded.config.reproducibility)
-    configure_threads(loaded.config.num_threads)
+    configure_threads(loaded.config.num_threads or loaded.threads)
     deterministic()
-    fabric = L.Fabric(accelerator=loaded.config.accelerator, devices=1)
+    fabric = L.Fabric(accelerator=loaded.config.accelerator, devices=1, precision=loaded.config.precision)
     return fabric, fabric.setup_module(loaded.model)

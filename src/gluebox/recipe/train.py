@@ -33,7 +33,8 @@ def default_run_name(config: TrainConfig) -> tuple[Path, str]:
     of a new run's default folder (claimed with ``-2``, ``-3``... when taken)."""
     parent = Path(os.environ.get("GLUEBOX_RUNS_DIR", "runs"))
     model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(config.model_name_or_path.rstrip("/")).name) or "model"
-    return parent, f"{config.task_name}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    task = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.resolved_task_name) or "task"
+    return parent, f"{task}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_run_directory(config: TrainConfig, resume: "Resume | None", rank: int) -> RunDirectory:

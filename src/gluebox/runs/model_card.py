@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gluebox.config import TrainConfig
-from gluebox.tasks import GLUE_TASKS, Task
+from gluebox.tasks import DataFile, Task
 
 HUB_GLUE = "nyu-mll/glue"
 
@@ -26,16 +26,45 @@ HYPERPARAMETERS = ("learning_rate", "weight_decay", "adam_epsilon", "warmup_step
 
 
 def _is_glue(config: TrainConfig, task: Task) -> bool:
-    return not config.uses_custom_files and task.name in GLUE_TASKS
+    """Trained on GLUE's own data (its folders or the Hub dataset), not on files of the user's."""
+    return not config.uses_custom_files and task.glue
 
 
-def _data_source(config: TrainConfig, task: Task) -> str:
+def _task_title(config: TrainConfig, task: Task) -> str:
+    """``MRPC`` for GLUE's data; ``GLUE RTE (the user's own files)``; else the task's own name."""
+    if _is_glue(config, task):
+        return task.name.upper()
+    return f"GLUE {task.name.upper()} (the user's own files)" if task.glue else f"`{task.name}`"
+
+
+def _data_source(config: TrainConfig, task: Task, train_examples: int) -> str:
+    """Where the training and validation data came from: file names and row counts for the user's own files."""
     if config.uses_custom_files:
-        files = [Path(f).name for f in (config.train_file, config.validation_file) if f]
-        return "the user's own files (" + ", ".join(f"`{f}`" for f in files) + ")"
+        files = task.data or tuple(DataFile(split, Path(f).name, 0)  # a task.json without file names
+                                   for split, f in (("train", config.train_file), ("validation", config.validation_file)) if f)
+        train = [f for f in files if f.split == "train"]
+        validation = [f for f in files if f.split != "train"]
+        return (f"Trained on {_rows(train, train_examples)} of the user's own file "
+                f"{', '.join(_file(f) for f in train)}; validated on "
+                f"{_rows(validation, config.max_eval_samples)} of {', '.join(_file(f) for f in validation) or 'none'}.")
     if config.data_dir is not None:
-        return f"GLUE {task.name.upper()} from GLUE's TSV files (`{task.glue_folder}/`)"
-    return f"GLUE {task.name.upper()} from the Hub dataset [`{HUB_GLUE}`](https://huggingface.co/datasets/{HUB_GLUE}) (config `{task.name}`)"
+        source = f"GLUE {task.name.upper()} from GLUE's TSV files (`{task.glue_folder}/`)"
+    else:
+        source = (f"GLUE {task.name.upper()} from the Hub dataset [`{HUB_GLUE}`](https://huggingface.co/datasets/{HUB_GLUE}) "
+                  f"(config `{task.name}`)")
+    return f"Trained on {train_examples} examples of {source}; evaluated on the {', '.join(task.validation_splits)} split(s)."
+
+
+def _file(file: DataFile) -> str:
+    return f"`{file.file}`"
+
+
+def _rows(files: tuple[DataFile, ...] | list[DataFile], used: int | None) -> str:
+    """``the 40 rows``, or ``the first 30 of the 40 rows`` when fewer were used."""
+    rows = sum(f.rows for f in files)
+    if not rows:
+        return f"{used} examples" if used else "the rows"
+    return f"the first {used} of the {rows} rows" if used is not None and used < rows else f"the {rows} rows"
 
 
 def split_metrics(task: Task, validation: dict) -> dict[str, dict[str, float]]:
@@ -80,9 +109,11 @@ def model_card(config: TrainConfig, task: Task, validation: dict, epoch: int, tr
 
     meta = front_matter(config, task, validation, name)
     base = config.model_name_or_path if "base_model" in meta else Path(config.model_name_or_path).name
-    kind = "regression (one score)" if task.is_regression else "classification into " + ", ".join(
+    kind = "regression (one score)" if task.is_regression else f"classification into {len(task.labels)} classes: " + ", ".join(
         f"`{label}`" for label in task.labels)
     texts = f"`{task.text_a}`" + (f" and `{task.text_b}` (a pair)" if task.text_b else " (single texts)")
+    if task.data and task.label_column:
+        texts += f"; {'score' if task.is_regression else 'label'} column `{task.label_column}`"
     lines = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
@@ -90,7 +121,7 @@ def model_card(config: TrainConfig, task: Task, validation: dict, epoch: int, tr
         "",
         f"# {name}",
         "",
-        f"`{base}` fine-tuned on {task.name.upper() if _is_glue(config, task) else task.name} with "
+        f"`{base}` fine-tuned on {_task_title(config, task)} with "
         "gluebox: the best epoch's weights "
         f"(epoch {epoch} of {config.epochs}, chosen by validation {task.main_metric}).",
         "",
@@ -100,8 +131,7 @@ def model_card(config: TrainConfig, task: Task, validation: dict, epoch: int, tr
         "",
         "## Data",
         "",
-        f"Trained on {train_examples} examples of {_data_source(config, task)}; "
-        f"evaluated on the {', '.join(task.validation_splits)} split(s).",
+        _data_source(config, task, train_examples),
         "",
         "## Metrics",
         "",
@@ -140,7 +170,9 @@ def model_card(config: TrainConfig, task: Task, validation: dict, epoch: int, tr
         f"    {read}",
         "```",
         "",
-        "Or, from the run directory: `gluebox predict RUN --output predictions.tsv`.",
+        "Or, from the run directory: " + ("`gluebox predict RUN --file DATA.csv --output predictions.csv` (DATA.csv "
+                                          f"with the column(s) {' and '.join(f'`{c}`' for c in (task.text_a, task.text_b) if c)})."
+                                          if config.uses_custom_files else "`gluebox predict RUN --output predictions.tsv`."),
         "",
     ]
     return "\n".join(lines)
