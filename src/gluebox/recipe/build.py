@@ -37,6 +37,8 @@ class Recipe:
     optim: Any
     """The :class:`~gluebox.training.classifier.OptimConfig`: AdamW, schedule and clipping."""
     threads: int
+    data: dict
+    """What identifies each split's data (:func:`gluebox.data.identity.data_identity`), for environment.json."""
 
     @property
     def monitor(self) -> str:
@@ -52,6 +54,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
 
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
+    from gluebox.data.identity import data_identity
     from gluebox.data.sharding import ShardSampler
     from gluebox.data.sources import load_split, resolve_task
     from gluebox.training import memory
@@ -75,6 +78,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     examples = {"train": load_split(config, task, "train").head(config.max_train_samples)}
     for split in task.validation_splits:
         examples[split] = load_split(config, task, split).head(config.max_eval_samples)
+    data = data_identity(task.name, {name: split.source for name, split in examples.items()})
     tokenizer = load_tokenizer(config.model_name_or_path)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 
@@ -130,4 +134,4 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                         fused=config.precision == "32" and config.reproducibility == FAST,
                         for_loop=config.reproducibility != FAST)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
-                  val_loaders, optim, threads)
+                  val_loaders, optim, threads, data)

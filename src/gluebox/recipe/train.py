@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gluebox.config import TrainConfig
+from gluebox.config import TrainConfig, absolute_paths
 from gluebox.errors import GlueboxError, RunInterrupted, RunStopped
 from gluebox.recipe.build import Recipe, build
 from gluebox.runs.directory import BEST_MODEL, ENVIRONMENT, MEMORY_PLAN, SUMMARY, TASK, RunDirectory
@@ -55,23 +55,32 @@ def check_run_directory(config: TrainConfig, resume: "Resume | None", rank: int)
 
 
 def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None", environment: dict,
-                       checked: bool) -> None:
+                       checked: bool, accepted: Sequence[str] = ()) -> None:
     """Rank 0 only: from here on the run exists, marked ``running`` until it completes.
 
     ``checked``: :func:`check_run_directory` already checked the path in this process (else a
-    launcher gave this process another rank than the one it ends up with, and it checks now)."""
+    launcher gave this process another rank than the one it ends up with, and it checks now).
+    ``environment`` describes this process; a resume adds it to ``environment.json``, with the
+    ``accepted`` changes (:func:`gluebox.recipe.resume.check_unchanged`). ``config.yaml`` holds paths
+    absolute, so that a resume from another folder finds the same files."""
     config = recipe.config
     if resume is None:
         if not checked:
             RunDirectory.check_new(run.path, config.overwrite)
         run.create(config.overwrite)
-        run.write_config(config.to_dict())
+        run.write_config(absolute_paths(config.to_dict()))
         run.write_json(TASK, recipe.task.to_dict())
         run.write_json(MEMORY_PLAN, recipe.plan.to_dict())
         run.write_json(ENVIRONMENT, environment)
     else:
+        from gluebox.runs.environment import with_resume
+
         run.reopen()
-        run.write_config(config.to_dict())  # with this session's harmless flags (a new --checkpoint_dir)
+        run.write_config(absolute_paths(config.to_dict()))  # with this session's harmless flags (a new --checkpoint_dir)
+        run.write_json(ENVIRONMENT, with_resume(resume.environment, environment, list(accepted),
+                                                time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        if accepted:
+            print(f"resuming despite changes (--accept_changes): {'; '.join(accepted)}", flush=True)
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
 
@@ -142,6 +151,14 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     device = device_name(config.accelerator)
     lead = fabric.is_global_zero
     if lead:
+        environment = describe(device) | {
+            "torch_threads": recipe.threads, "processes": fabric.world_size, "reproducibility": config.reproducibility,
+            "adamw": recipe.optim.implementation, "precision": config.precision, "data": recipe.data}
+        accepted: list[str] = []
+        if resume is not None:  # before anything is printed or written
+            from gluebox.recipe.resume import check_unchanged
+
+            accepted = check_unchanged(resume, environment, config.reproducibility)
         print(recipe.plan.describe(), flush=True)
         print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
         if config.peft == "lora":
@@ -151,10 +168,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         if fabric.world_size > 1:
             print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                   f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
-        open_run_directory(run, recipe, resume, describe(device) | {
-            "torch_threads": recipe.threads, "processes": fabric.world_size,
-            "reproducibility": config.reproducibility, "adamw": recipe.optim.implementation,
-            "precision": config.precision}, checked=expected_rank == 0)
+        open_run_directory(run, recipe, resume, environment, checked=expected_rank == 0, accepted=accepted)
         stop.install()
         if logger is not None:
             logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
