@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        print(f"gluebox: {error.label}: {redact(str(error))}", file=sys.stderr, flush=True)
+        if not getattr(error, "quiet", False):  # another process of the run says it
+            print(f"gluebox: {error.label}: {redact(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
         print("gluebox: interrupted", file=sys.stderr)

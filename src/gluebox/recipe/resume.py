@@ -60,11 +60,12 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
     status = run.status() or {}
     if status.get("status") == "complete":
         raise GlueboxError(f"cannot resume {run_path}: the run is complete; start a new run with another --output_dir")
+    saved = run.read_config()
     pid = status.get("pid")
-    if status.get("status") == "running" and isinstance(pid, int) and is_gluebox_process(pid):
+    if status.get("status") == "running" and isinstance(pid, int) and is_gluebox_process(pid) \
+            and launcher_rank(int(saved.get("devices") or 1)) == 0:  # the others: rank 0 of this resume runs it
         raise GlueboxError(f"cannot resume {run_path}: it is still running (process {pid}); stop it first")
 
-    saved = run.read_config()
     config = resume_config(saved, given, run.path)
     checkpoint = checkpoint_folder(run.path, saved.get("checkpoint_dir")) / LAST
     if not checkpoint.is_file():

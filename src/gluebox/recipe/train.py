@@ -133,6 +133,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     from gluebox.runs.environment import describe
     from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
+    from gluebox.training.distributed import wait_for_launched_processes
     from gluebox.training.eta import estimate_epoch_seconds
     from gluebox.training.hardware import device_name
     from gluebox.training.loop import check_validation_shards, fit, make_fabric
@@ -182,8 +183,16 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         if lead:
             run.try_set_status("interrupted", signal=interruption.signal_name,
                                epochs_completed=len(run.metrics()), step=checkpoints.step)
+        if interruption.every_process and fabric.world_size > 1:  # all stopped after the same checkpoint
+            stop.ignore_from_now()
+            end_process_group(fabric)
+            wait_for_launched_processes(fabric, interruption.exit_code)
+        if not lead:  # rank 0 says it, once
+            raise RunInterrupted(str(interruption), interruption.signum, quiet=True) from None
         advice = (f"resume with `gluebox train --resume {run.path}`" if checkpoints.path.exists()
                   else "no checkpoint was saved yet; start again with --overwrite")
+        if fabric.world_size > 1 and not getattr(fabric.strategy.launcher, "procs", None):  # not Fabric's launcher
+            advice += f", started the same way ({fabric.world_size} processes under torchrun or your scheduler)"
         raise RunInterrupted(f"{interruption}; {advice}", interruption.signum) from None
     except BaseException as error:
         if lead:
@@ -193,6 +202,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         stop.uninstall()
     if fabric.world_size > 1:
         end_process_group(fabric)
+        wait_for_launched_processes(fabric, 0)
     if not lead:
         return run
     # What rank 0 wrote.

@@ -9,7 +9,9 @@ pieces gluebox adds on top:
 - (the share of a batch and of a validation split that each process takes is in
   :mod:`gluebox.data.sharding`);
 - gathering small Python objects (validation predictions) from every process;
-- a seed per rank for dropout (applied by :func:`gluebox.training.loop.fit`).
+- a seed per rank for dropout (applied by :func:`gluebox.training.loop.fit`);
+- one stop for all: the signal any process got, agreed by all (:func:`agreed_signal`), and the
+  processes Fabric's launcher started waited for before rank 0 exits (:func:`wait_for_launched_processes`).
 
 Outside a distributed run every function here behaves as a single process of rank 0.
 """
@@ -17,6 +19,9 @@ Outside a distributed run every function here behaves as a single process of ran
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -62,3 +67,39 @@ def threads_per_process(num_threads: int | None, processes_on_this_node: int) ->
     from gluebox import resources
 
     return max(1, resources.available_cpus() // processes_on_this_node)
+
+
+def agreed_signal(fabric, signum: int | None) -> int | None:
+    """The stop signal any process got (the higher number if several got different ones), the same in
+    every process; None when none did. Every process calls it at the same step."""
+    if fabric.world_size == 1:
+        return signum
+    agreed = fabric.all_reduce(torch.tensor(signum or 0, device=fabric.device), reduce_op="max")
+    return int(agreed) or None
+
+
+def wait_for_launched_processes(fabric, expected: int, timeout: float = 60) -> None:
+    """Rank 0 under Fabric's launcher: wait until the processes it started have exited, and say so in
+    a line if one did not end with the ``expected`` exit code (the one rank 0 is about to end with).
+
+    Called once every process has ended the same way (complete, or stopped by a signal at the same
+    step, exit code 130 or 143 in each). The launcher's watcher thread SIGKILLs every process as soon as
+    one exits with a code other than 0, so it is told to stand down first (it would otherwise kill rank 0,
+    exit code 137, while rank 0 finishes after a stop). Rank 0 then exits last, so that ``docker stop``,
+    which ends the container with its first process, ends no rank midway. Nothing to do elsewhere.
+    """
+    launched = getattr(getattr(fabric.strategy, "launcher", None), "procs", None) or []
+    if not launched:
+        return
+    for thread in threading.enumerate():
+        if type(thread).__name__ == "_ChildProcessObserver":  # Lightning's watcher (private)
+            thread._termination_signal = 0  # signal 0 only checks that a process exists
+    for local_rank, process in enumerate(launched, start=1):
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code != expected:
+            ended = f"has not ended after {timeout:.0f} s" if code is None else f"ended with exit code {code}"
+            print(f"gluebox: warning: the process of local rank {local_rank} (pid {process.pid}) {ended}, "
+                  f"not {expected}", file=sys.stderr, flush=True)
