@@ -18,7 +18,6 @@ import pytest
 from conftest import start_gluebox, train_args, wait_until_paused
 from fixtures import write_mrpc
 from gluebox.cli import main
-from gluebox.runs.environment import changes, describe
 
 SETTINGS = ("--task_name", "mrpc", "--train_batch_size", "4", "--eval_batch_size", "8", "--max_seq_length", "64",
             "--epochs", "2", "--warmup_steps", "4", "--learning_rate", "1e-3")
@@ -172,6 +171,8 @@ AMD = description("AuthenticAMD", "AVX2", ["sse4_2", "avx", "avx2", "fma"], 2)
 def test_which_changes_count_in_fast_and_portable_mode():
     """Another CPU counts in fast mode only (portable runs give the same numbers on every AVX2 CPU);
     versions, the accelerator and the data count in both; thread variables alone do not."""
+    from gluebox.runs.environment import changes
+
     assert changes(INTEL, AMD, "fast") == ["the CPU vendor GenuineIntel is now AuthenticAMD",
                                            "the CPU's instruction set AVX512 is now AVX2"]
     assert changes(INTEL, AMD, "portable") == []
@@ -192,6 +193,8 @@ def test_which_changes_count_in_fast_and_portable_mode():
 
 
 def test_this_machine_described_twice_has_no_changes():
+    from gluebox.runs.environment import changes, describe
+
     now = describe("cpu")
     assert changes(now, describe("cpu"), "fast") == []
     assert now["torch_cpu_capability"] and now["packages"]["torch"] and now["packages"]["gluebox"]
