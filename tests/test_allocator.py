@@ -192,7 +192,8 @@ def installed_at(folder: Path, library: Path) -> dict:
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", allocator.VARIABLE, allocator.REEXECUTED)}
-    return env | {"PYTHONPATH": str(site), "GLUEBOX_TEST_MIMALLOC": str(library)}
+    python_path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return env | {"PYTHONPATH": python_path, "GLUEBOX_TEST_MIMALLOC": str(library)}
 
 
 @needs_mimalloc

@@ -94,20 +94,6 @@ def _model_card(recipe: Recipe, run: RunDirectory):
     return card
 
 
-def end_process_group(fabric) -> None:
-    """Wait until every process has trained, then close the process group in each.
-
-    Without this, a rank that returned first exited while gloo's connection threads still ran, and
-    its C++ runtime aborted ("terminate called without an active exception", SIGABRT), failing the
-    launcher after a complete run.
-    """
-    import torch.distributed
-
-    fabric.barrier()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
@@ -133,7 +119,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     from gluebox.runs.environment import describe
     from gluebox.training.checkpoints import Checkpoints, checkpoint_folder
-    from gluebox.training.distributed import wait_for_launched_processes
+    from gluebox.training.distributed import end_processes
     from gluebox.training.eta import estimate_epoch_seconds
     from gluebox.training.hardware import device_name
     from gluebox.training.loop import check_validation_shards, fit, make_fabric
@@ -185,8 +171,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
                                epochs_completed=len(run.metrics()), step=checkpoints.step)
         if interruption.every_process and fabric.world_size > 1:  # all stopped after the same checkpoint
             stop.ignore_from_now()
-            end_process_group(fabric)
-            wait_for_launched_processes(fabric, interruption.exit_code)
+            end_processes(fabric, interruption.exit_code)
         if not lead:  # rank 0 says it, once
             raise RunInterrupted(str(interruption), interruption.signum, quiet=True) from None
         advice = (f"resume with `gluebox train --resume {run.path}`" if checkpoints.path.exists()
@@ -201,8 +186,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     finally:
         stop.uninstall()
     if fabric.world_size > 1:
-        end_process_group(fabric)
-        wait_for_launched_processes(fabric, 0)
+        end_processes(fabric, 0)
     if not lead:
         return run
     # What rank 0 wrote.

@@ -10,8 +10,8 @@ pieces gluebox adds on top:
   :mod:`gluebox.data.sharding`);
 - gathering small Python objects (validation predictions) from every process;
 - a seed per rank for dropout (applied by :func:`gluebox.training.loop.fit`);
-- one stop for all: the signal any process got, agreed by all (:func:`agreed_signal`), and the
-  processes Fabric's launcher started waited for before rank 0 exits (:func:`wait_for_launched_processes`).
+- one stop for all: the signal any process got, agreed by all (:func:`agreed_signal`); and one end
+  for all, rank 0 last (:func:`end_processes`).
 
 Outside a distributed run every function here behaves as a single process of rank 0.
 """
@@ -78,28 +78,32 @@ def agreed_signal(fabric, signum: int | None) -> int | None:
     return int(agreed) or None
 
 
-def wait_for_launched_processes(fabric, expected: int, timeout: float = 60) -> None:
-    """Rank 0 under Fabric's launcher: wait until the processes it started have exited, and say so in
-    a line if one did not end with the ``expected`` exit code (the one rank 0 is about to end with).
+def end_processes(fabric, exit_code: int, timeout: float = 60) -> None:
+    """Every process of a multi-process run that ended the same way in all (complete: ``exit_code`` 0;
+    stopped by a signal after the same checkpoint: 130 or 143): wait until every process got here, close
+    the process group, and under Fabric's launcher let rank 0 wait for the processes it started.
 
-    Called once every process has ended the same way (complete, or stopped by a signal at the same
-    step, exit code 130 or 143 in each). The launcher's watcher thread SIGKILLs every process as soon as
-    one exits with a code other than 0, so it is told to stand down first (it would otherwise kill rank 0,
-    exit code 137, while rank 0 finishes after a stop). Rank 0 then exits last, so that ``docker stop``,
-    which ends the container with its first process, ends no rank midway. Nothing to do elsewhere.
+    Without the barrier and the close, a process that returned first exited while gloo's connection threads
+    still ran, and its C++ runtime aborted ("terminate called without an active exception", SIGABRT),
+    failing the launcher after a complete run. Lightning's watcher thread in rank 0 SIGKILLs every process
+    as soon as one it started exits with a code other than 0; it is told to stand down first (it would kill
+    rank 0, exit code 137, after a stop). Rank 0 exits last, so that ``docker stop``, which ends the container
+    with its first process, ends no process midway; a process it started that did not end with ``exit_code``
+    is named in a line.
     """
     launched = getattr(getattr(fabric.strategy, "launcher", None), "procs", None) or []
-    if not launched:
-        return
     for thread in threading.enumerate():
-        if type(thread).__name__ == "_ChildProcessObserver":  # Lightning's watcher (private)
+        if launched and type(thread).__name__ == "_ChildProcessObserver":  # Lightning's watcher (private)
             thread._termination_signal = 0  # signal 0 only checks that a process exists
+    fabric.barrier()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     for local_rank, process in enumerate(launched, start=1):
         try:
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:
             code = None
-        if code != expected:
+        if code != exit_code:
             ended = f"has not ended after {timeout:.0f} s" if code is None else f"ended with exit code {code}"
             print(f"gluebox: warning: the process of local rank {local_rank} (pid {process.pid}) {ended}, "
-                  f"not {expected}", file=sys.stderr, flush=True)
+                  f"not {exit_code}", file=sys.stderr, flush=True)
