@@ -74,24 +74,34 @@ def torchrun_reference(tiny_bert, mrpc_dir, tmp_path_factory) -> Path:
     return run
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (from /proc: host process ids, in any PID namespace)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread or the process ended meanwhile
+            pass
+    return children + [grandchild for child in children for grandchild in descendants(child)]
+
+
 @pytest.fixture
 def launched():
     """Start-and-track: whatever a failing test leaves running (a held rank, a launcher) is killed."""
-    started: list[tuple[subprocess.Popen, Path]] = []
+    started: list[subprocess.Popen] = []
 
     def track(process: subprocess.Popen, pauses: Path) -> subprocess.Popen:
-        started.append((process, pauses))
+        started.append(process)
         return process
 
     yield track
-    for process, pauses in started:
+    for process in started:
         if process.poll() is None:
-            for marker in pauses.glob("paused-at-step-*"):
+            for pid in [*descendants(process.pid), process.pid]:
                 try:
-                    os.kill(int(marker.read_text()), signal.SIGKILL)
-                except (OSError, ValueError):
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
                     pass
-            process.kill()
             process.wait()
 
 
