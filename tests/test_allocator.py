@@ -210,11 +210,15 @@ def test_an_install_path_with_a_space_runs_under_mimalloc_without_loader_errors(
     run = tmp_path / "run"
     args = train_args(str(make_tiny_model(tmp_path / "model")), run, "--task_name", "mrpc", "--data_dir", str(data),
                       "--epochs", "1")
+    temporary = tmp_path / "tmp"  # $TMPDIR: where the link goes
+    temporary.mkdir()
     result = subprocess.run([sys.executable, "-m", "gluebox", *args], capture_output=True, text=True, timeout=600,
-                            env=installed_at(tmp_path, library))
+                            env=installed_at(tmp_path, library) | {"TMPDIR": str(temporary)})
     assert result.returncode == 0, result.stderr
     assert "ld.so" not in result.stderr and "cannot be preloaded" not in result.stderr, result.stderr
     assert json.loads((run / "environment.json").read_text())["allocator"] == "mimalloc"
+    (link,) = (temporary / f"gluebox-preload-{os.getuid()}").iterdir()
+    assert link.resolve() == library
 
 
 @needs_mimalloc
