@@ -5,7 +5,8 @@
 #
 #   docker/make-bake-context.sh DEST MODEL_DIR [GLUE_TASK_DIR]
 #
-# Nothing is written inside the repository.
+# Nothing is written inside the repository. No .git folder is copied, nested ones included (a clone
+# of a model or of another repository can hold a token in its remote URL).
 set -euo pipefail
 dest=${1:?usage: $0 DEST MODEL_DIR [GLUE_TASK_DIR]}
 model=${2:?usage: $0 DEST MODEL_DIR [GLUE_TASK_DIR]}
@@ -15,7 +16,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard) \
   | (cd "$repo" && while IFS= read -r -d '' f; do [[ -e $f ]] && printf '%s\0' "$f"; done) \
-  | (cd "$repo" && tar --null -T - -cf -) | tar -C "$dest" -xf -
+  | (cd "$repo" && tar --null --exclude=.git -T - -cf -) | tar -C "$dest" -xf -
 
 mkdir -p "$dest/docker/bake/model"
 # Model files only: weights, config, tokenizer (skip READMEs and sentence-transformers extras).

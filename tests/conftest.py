@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,12 @@ def train_args(model: str, output: Path, *extra: str) -> list[str]:
 
 
 def start_gluebox(args: list[str], pause_at: tuple[int, ...] = (), pause_dir: Path | None = None,
-                  **kwargs) -> "subprocess.Popen":
+                  runner: "Sequence[str] | None" = None, **kwargs) -> "subprocess.Popen":
     """`python -m gluebox ARGS` in a new process; with ``pause_at``, it holds after those optimizer
-    steps (see :mod:`gluebox.training.pause`) until the test releases it, signals it or kills it."""
+    steps (see :mod:`gluebox.training.pause`) until the test releases it, signals it or kills it.
+
+    ``runner``: what runs the module, ``-m`` last (default ``python -m``); e.g. torchrun's
+    ``python -m torch.distributed.run --nproc_per_node 2 -m``."""
     import subprocess
     import sys
 
@@ -90,20 +94,23 @@ def start_gluebox(args: list[str], pause_at: tuple[int, ...] = (), pause_dir: Pa
     env = dict(os.environ)
     if pause_at:
         env |= {STEPS_VARIABLE: ",".join(str(step) for step in pause_at), FOLDER_VARIABLE: str(pause_dir)}
-    return subprocess.Popen([sys.executable, "-m", "gluebox", *args], stdout=subprocess.DEVNULL,
+    runner = [sys.executable, "-m"] if runner is None else list(runner)
+    return subprocess.Popen([*runner, "gluebox", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, **kwargs)
 
 
-def wait_until_paused(process: "subprocess.Popen", pause_dir: Path, step: int, timeout: float = 600) -> Path:
-    """Until the run says it holds after ``step``; fails if the process ends first. The marker's path."""
+def wait_until_paused(process: "subprocess.Popen", pause_dir: Path, step: int, timeout: float = 600,
+                      processes: int = 1) -> Path:
+    """Until every one of the run's ``processes`` says it holds after ``step``; fails if the process ends
+    first. Rank 0's marker path (each rank's holds its process id: :func:`gluebox.training.pause.held_pid`)."""
     import time
 
     from gluebox.training.pause import marker
 
-    path = marker(pause_dir, step)
+    paths = [marker(pause_dir, step, rank) for rank in range(processes)]
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not all(path.exists() for path in paths):
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, f"the run never reached step {step}"
         time.sleep(0.01)
-    return path
+    return paths[0]

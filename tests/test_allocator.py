@@ -7,6 +7,7 @@ import shutil
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 PROBE = r"""
 import sys
+import time
 import torch
 from gluebox.allocator import active, return_freed_memory_to_os
 
@@ -169,3 +171,118 @@ def test_a_library_that_cannot_load_is_not_preloaded(tmp_path, monkeypatch):
     assert not allocator.starts(base | {"LD_PRELOAD": str(tmp_path / "libneeds.so")})
     assert "LD_PRELOAD" not in allocator.environment_for("mimalloc", base)
     assert allocator.starts(base)
+
+
+SITECUSTOMIZE = '''
+import os
+from pathlib import Path
+
+if os.environ.get("GLUEBOX_TEST_MIMALLOC"):  # where this test "installed" the allocator's library
+    from gluebox import allocator
+
+    allocator.mimalloc_library = lambda: Path(os.environ["GLUEBOX_TEST_MIMALLOC"])
+'''
+
+
+def installed_at(folder: Path, library: Path) -> dict:
+    """The environment of a `gluebox` command whose allocator library is ``library`` (a sitecustomize
+    module in the new process points :func:`gluebox.allocator.mimalloc_library` at it, as an install in
+    ``folder`` would)."""
+    site = folder / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", allocator.VARIABLE, allocator.REEXECUTED)}
+    python_path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return env | {"PYTHONPATH": python_path, "GLUEBOX_TEST_MIMALLOC": str(library)}
+
+
+@needs_mimalloc
+def test_an_install_path_with_a_space_runs_under_mimalloc_without_loader_errors(tmp_path):
+    """LD_PRELOAD splits on spaces: the library is preloaded through a link in a private folder whose path
+    has none. Before, every command printed two loader errors (one per half of the path) and kept glibc."""
+    from conftest import make_tiny_model
+
+    spaced = tmp_path / "Ann Lee" / "venv lib"
+    spaced.mkdir(parents=True)
+    library = spaced / allocator.mimalloc_library().name
+    shutil.copy2(allocator.mimalloc_library(), library)
+    data = write_mrpc(tmp_path / "mrpc", train_rows=16, dev_rows=8)
+    run = tmp_path / "run"
+    args = train_args(str(make_tiny_model(tmp_path / "model")), run, "--task_name", "mrpc", "--data_dir", str(data),
+                      "--epochs", "1")
+    temporary = tmp_path / "tmp"  # $TMPDIR: where the link goes
+    temporary.mkdir()
+    result = subprocess.run([sys.executable, "-m", "gluebox", *args], capture_output=True, text=True, timeout=600,
+                            env=installed_at(tmp_path, library) | {"TMPDIR": str(temporary)})
+    assert result.returncode == 0, result.stderr
+    assert "ld.so" not in result.stderr and "cannot be preloaded" not in result.stderr, result.stderr
+    assert json.loads((run / "environment.json").read_text())["allocator"] == "mimalloc"
+    (link,) = (temporary / f"gluebox-preload-{os.getuid()}").iterdir()
+    assert link.resolve() == library
+
+
+@needs_mimalloc
+def test_a_preload_link_is_private_and_reused_and_without_one_the_system_allocator_stays_with_a_line(
+        tmp_path, monkeypatch, capsys):
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    library = spaced / allocator.mimalloc_library().name
+    shutil.copy2(allocator.mimalloc_library(), library)
+    monkeypatch.setattr(allocator, "mimalloc_library", lambda: library)
+    monkeypatch.setattr(allocator, "LINK_FOLDERS", (str(tmp_path / "links"),))
+    (tmp_path / "links").mkdir()
+    base = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    preloaded = allocator.environment_for("mimalloc", base)
+    link = Path(preloaded["LD_PRELOAD"])
+    assert link.parent == tmp_path / "links" / f"gluebox-preload-{os.getuid()}" and link.resolve() == library
+    assert link.parent.stat().st_mode & 0o777 == 0o700
+    assert allocator.environment_for("mimalloc", base)["LD_PRELOAD"] == str(link)
+    assert len(list(link.parent.iterdir())) == 1
+
+    link.parent.chmod(0o755)  # a folder others may write to: a link there could be swapped
+    assert allocator.environment_for("mimalloc", base) == base
+    note = capsys.readouterr().err
+    assert len(note.splitlines()) == 1 and note.startswith("gluebox: note: using the system allocator: ")
+    assert str(library) in note and "holds a space or a colon" in note
+
+
+HOLDING_LIBRARY = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Loaded: say so in the file named by GLUEBOX_TEST_HOLD, then hold until that file is removed. */
+__attribute__((constructor)) static void hold(void) {
+    const char *marker = getenv("GLUEBOX_TEST_HOLD");
+    if (marker == NULL) return;
+    FILE *file = fopen(marker, "w");
+    if (file != NULL) fclose(file);
+    while (access(marker, F_OK) == 0) usleep(5000);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc to build a library")
+def test_ctrl_c_while_the_command_restarts_itself_ends_with_one_line(tmp_path):
+    """Before it restarts under the allocator, the command checks that Python starts with the library
+    preloaded; here the library holds while it loads (and says so), and Ctrl+C arrives then."""
+    import signal
+
+    (tmp_path / "hold.c").write_text(HOLDING_LIBRARY)
+    library = tmp_path / "libholding.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "hold.c")], check=True)
+    marker = tmp_path / "loading"
+    env = installed_at(tmp_path, library) | {"GLUEBOX_TEST_HOLD": str(marker)}
+    process = subprocess.Popen([sys.executable, "-m", "gluebox", "train", "--model_name_or_path", "unused"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        marker.unlink(missing_ok=True)
+        process.kill()
+        process.wait()
+    assert (process.returncode, err.decode(), out.decode()) == (130, "gluebox: interrupted\n", "")

@@ -118,6 +118,11 @@ def test_cache_then_train_offline_with_the_hub_gone(hub, tmp_path):
     summary = completed_run(tmp_path)
     assert summary["status"] == "complete" and summary["model"] == MODEL
     assert summary["train_examples"] == 8
+    (environment,) = (tmp_path / "runs").glob("*/environment.json")
+    data = json.loads(environment.read_text())["data"]  # what a resume compares: the splits' fingerprints
+    assert {split: (data[split]["dataset"], data[split]["split"]) for split in data} == {
+        "train": ("nyu-mll/glue/mrpc", "train"), "validation": ("nyu-mll/glue/mrpc", "validation")}
+    assert data["train"]["fingerprint"] and data["train"]["fingerprint"] != data["validation"]["fingerprint"]
 
 
 def test_hub_failures_are_one_line_errors_and_leave_the_cache_usable(hub, hub_repos, tmp_path):

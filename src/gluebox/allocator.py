@@ -94,12 +94,62 @@ def active() -> str:
     return SYSTEM
 
 
+PRELOAD_SEPARATORS = frozenset(" :")
+"""The characters the loader splits ``LD_PRELOAD`` on: a path holding one cannot be named in it."""
+
+LINK_FOLDERS: tuple[str | None, ...] = (None, "/tmp")
+"""Where :func:`preload_name` may put its link, in this order (None: ``$TMPDIR``, as :mod:`tempfile` finds it)."""
+
+
+def preload_name(library: Path) -> Path | None:
+    """``library`` as ``LD_PRELOAD`` can name it: itself, or, when its path holds a space or a colon (an
+    install path such as ``/home/Ann Lee/.venv``), a symbolic link to it in a private folder of this
+    user (``gluebox-preload-UID``, mode 700, in :data:`LINK_FOLDERS`) whose path holds neither; None where
+    there is no such folder."""
+    if not PRELOAD_SEPARATORS.intersection(str(library)):
+        return library
+    import hashlib
+    import stat
+    import tempfile
+
+    link_name = f"{hashlib.sha256(str(library).encode()).hexdigest()[:16]}-{library.name}"
+    for base in dict.fromkeys(base or tempfile.gettempdir() for base in LINK_FOLDERS):
+        folder = Path(base) / f"gluebox-preload-{os.getuid()}"
+        if PRELOAD_SEPARATORS.intersection(str(folder)):
+            continue
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            found = os.lstat(folder)
+            if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+                continue  # not a folder of this user's alone: a link there could be swapped
+            link = folder / link_name
+            if not (link.is_symlink() and os.readlink(link) == str(library)):
+                tmp = folder / f".{link_name}.{os.getpid()}"
+                tmp.unlink(missing_ok=True)
+                os.symlink(library, tmp)
+                os.replace(tmp, link)
+            return link
+        except OSError:
+            continue
+    return None
+
+
 def environment_for(name: str, environment: dict[str, str]) -> dict[str, str]:
     """``environment`` for a new process that runs under ``name`` (unchanged for ``system``, or where
-    mimalloc is not available: the process then keeps the system allocator, and ``environment.json`` says so)."""
+    mimalloc is not available: the process then keeps the system allocator, and ``environment.json`` says so).
+
+    A library path that ``LD_PRELOAD`` cannot name is preloaded through :func:`preload_name`'s link; where
+    there is none, the system allocator stays and one line on stderr says why."""
     library = mimalloc_library() if name == MIMALLOC else None
     if library is None:
         return dict(environment)
+    named = preload_name(library)
+    if named is None:
+        print(f"gluebox: note: using the system allocator: mimalloc's path ({library}) holds a space or a colon, "
+              "which LD_PRELOAD cannot name, and no private temporary folder could hold a link to it "
+              "(pass --allocator system to skip this)", file=sys.stderr, flush=True)
+        return dict(environment)
+    library = named
     previous = environment.get("LD_PRELOAD", "")
     preloaded = environment | {
         "LD_PRELOAD": f"{library} {previous}".strip(),
@@ -109,18 +159,20 @@ def environment_for(name: str, environment: dict[str, str]) -> dict[str, str]:
 
 
 def starts(environment: dict[str, str]) -> bool:
-    """Whether Python starts with ``environment``: the preloaded library and the libraries it needs load.
+    """Whether Python starts with ``environment``, quietly: the preloaded library and the libraries it needs load.
 
     A library the loader cannot find (mimalloc needs ``libatomic.so.1``, which slim images such as
-    ``python:3.11-slim`` lack) would make every process started with it fail before Python runs.
+    ``python:3.11-slim`` lack) would make every process started with it fail before Python runs; one it
+    cannot open would print the loader's error on every command.
     """
     import subprocess
 
     try:
-        return subprocess.run([sys.executable, "-S", "-c", ""], env=environment, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+        started = subprocess.run([sys.executable, "-S", "-c", ""], env=environment, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return False
+    return started.returncode == 0 and not started.stderr.strip()
 
 
 def reexecute_under(name: str) -> None:

@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        print(f"gluebox: {error.label}: {redact(str(error))}", file=sys.stderr, flush=True)
+        if not getattr(error, "quiet", False):  # another process of the run says it
+            print(f"gluebox: {error.label}: {redact(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
         print("gluebox: interrupted", file=sys.stderr)
@@ -359,11 +360,15 @@ def entry() -> int:
     """
     from gluebox import allocator
 
-    reexecuted = allocator.settle_after_reexecution()
     argv = sys.argv[1:]
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if not reexecuted and command in ALLOCATING_COMMANDS and "--help" not in argv and "-h" not in argv:
-        allocator.reexecute_under(allocator_choice(argv))
+    try:
+        reexecuted = allocator.settle_after_reexecution()
+        command = next((a for a in argv if not a.startswith("-")), None)
+        if not reexecuted and command in ALLOCATING_COMMANDS and "--help" not in argv and "-h" not in argv:
+            allocator.reexecute_under(allocator_choice(argv))
+    except KeyboardInterrupt:  # Ctrl+C while the command restarts itself
+        print("gluebox: interrupted", file=sys.stderr)
+        return 130
     return main(argv)
 
 

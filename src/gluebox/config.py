@@ -14,7 +14,9 @@ Each flag's properties live on its field, so a new flag is one field:
 - ``resumable``: it may take a new value on ``--resume`` (nothing it does touches the maths);
 - ``fixed_by_sweep``: a sweep sets it for each trial, so a sweep file may not;
 - ``parse``: how a text value becomes the typed value (e.g. ``2GB`` -> bytes). Values are
-  parsed once, when the config is made, whatever layer they came from.
+  parsed once, when the config is made, whatever layer they came from;
+- ``path``: a file or folder; ``config.yaml`` stores it absolute (:func:`absolute_paths`), so that a
+  run resumed from another folder reads and writes the same files.
 """
 
 from __future__ import annotations
@@ -57,11 +59,11 @@ the same command."""
 
 def _arg(default: Any, help: str, *, choices: tuple[str, ...] | None = None, aliases: tuple[str, ...] = (),
          env: str | None = None, resumable: bool = False, fixed_by_sweep: bool = False,
-         parse: "Callable[[Any], Any] | None" = None) -> Any:
+         parse: "Callable[[Any], Any] | None" = None, path: bool = False) -> Any:
     """A dataclass field with the flag's properties (see the module docstring)."""
     return field(default=default, metadata={
         "help": help, "choices": choices, "aliases": aliases, "env": env, "resumable": resumable,
-        "fixed_by_sweep": fixed_by_sweep, "parse": parse,
+        "fixed_by_sweep": fixed_by_sweep, "parse": parse, "path": path,
     })
 
 
@@ -117,10 +119,11 @@ class TrainConfig:
         None,
         "Folder of standard GLUE TSV files (train.tsv, dev.tsv, test.tsv). Default: the hub dataset nyu-mll/glue.",
         env="GLUEBOX_DATA_DIR",
+        path=True,
     )
-    train_file: str | None = _arg(None, "Your own training data: a .csv, .tsv or .jsonl file.")
-    validation_file: str | None = _arg(None, "Your own validation data (same format as --train_file).")
-    test_file: str | None = _arg(None, "Your own unlabelled test data, for `gluebox predict`.")
+    train_file: str | None = _arg(None, "Your own training data: a .csv, .tsv or .jsonl file.", path=True)
+    validation_file: str | None = _arg(None, "Your own validation data (same format as --train_file).", path=True)
+    test_file: str | None = _arg(None, "Your own unlabelled test data, for `gluebox predict`.", path=True)
     text_column: str = _arg("sentence1", "Column of the first text in --train_file data.")
     text_pair_column: str | None = _arg(
         "sentence2", "Column of the second text in --train_file data; 'none' for single sentences.",
@@ -250,9 +253,11 @@ class TrainConfig:
         "Run directory: a new or empty folder (or a gluebox run with --overwrite). Default: $GLUEBOX_RUNS_DIR "
         "(or ./runs) / <task>-<model>-<time>, with -2, -3... when a run started in the same second has it.",
         fixed_by_sweep=True,
+        path=True,
     )
     checkpoint_dir: str | None = _arg(
-        None, "Where checkpoints go. Default: <output_dir>/checkpoints.", resumable=True, fixed_by_sweep=True
+        None, "Where checkpoints go. Default: <output_dir>/checkpoints.", resumable=True, fixed_by_sweep=True,
+        path=True,
     )
     checkpoint_every_minutes: float = _arg(
         5.0,
@@ -269,6 +274,13 @@ class TrainConfig:
         "Replace an existing gluebox run directory: only the files gluebox wrote in it go; anything else there "
         "(your notes, plots) stops it with one line that names them, before anything is deleted.",
         fixed_by_sweep=True,
+    )
+    accept_changes: bool = _arg(
+        False,
+        "With --resume: continue even though something that changes the results differs from when the run last "
+        "ran (its data files, the torch, transformers or gluebox version, the accelerator, and in fast mode the "
+        "CPU's instruction set or threads); environment.json records the change and `gluebox compare` names it.",
+        resumable=True,
     )
 
     # Tracking.
@@ -534,6 +546,20 @@ def given_values(yaml_path: str | None, flags: dict[str, Any]) -> dict[str, Any]
     return (load_yaml_config(yaml_path) if yaml_path else {}) | flags
 
 
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each path flag (``path`` above) absolute against the current folder, ``~`` expanded, and
+    ``model_name_or_path`` too when it names a local folder (a Hub id stays as it is)."""
+    paths = names_where("path")
+    absolute = dict(values)
+    for name, value in values.items():
+        if value is None or (name not in paths and name != "model_name_or_path"):
+            continue
+        path = Path(str(value)).expanduser()
+        if name in paths or path.exists():
+            absolute[name] = os.path.abspath(path)
+    return absolute
+
+
 def resolve(given: dict[str, Any]) -> TrainConfig:
     """A new run's config: defaults, then the environment, then what the user set."""
     return TrainConfig(**(environment_values(given=given) | given))
@@ -559,6 +585,7 @@ def resume_config(saved: dict[str, Any], given: dict[str, Any], run_path: Path) 
             f"--resume continues {run_path} in place; drop --output_dir (copy the folder first to keep the original)"
         )
     resumable = names_where("resumable")
+    saved, given = absolute_paths(saved), absolute_paths(given)  # a run from an older gluebox may hold relative ones
     maths = {name: value for name, value in given.items() if name not in resumable | {"overwrite", "output_dir"}}
     original = TrainConfig(**saved)
     candidate = TrainConfig(**(saved | maths)).validate()
@@ -571,5 +598,6 @@ def resume_config(saved: dict[str, Any], given: dict[str, Any], run_path: Path) 
             )
     config = TrainConfig(**(saved | {name: given[name] for name in resumable & set(given)}))
     config.overwrite = False
+    config.accept_changes = bool(given.get("accept_changes"))  # this resume's, never a saved one
     config.output_dir = str(run_path)
     return config

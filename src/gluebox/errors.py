@@ -24,10 +24,15 @@ class RunInterrupted(GlueboxError):
 
     label = "interrupted"
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, every_process: bool = False, quiet: bool = False):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + int(signum)
+        self.every_process = every_process
+        """All processes of the run stopped together, after the same checkpoint (not a second signal's
+        stop at once, which leaves the others where they were)."""
+        self.quiet = quiet
+        """Nothing to print: another process of the run (rank 0) says it."""
 
     @property
     def signal_name(self) -> str:

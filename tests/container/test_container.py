@@ -425,3 +425,78 @@ def test_wandb_key_leaks_nowhere(tmp_path):
     config = docker("image", "inspect", IMAGE, check=True).stdout
     assert FAKE_KEY not in history and FAKE_KEY not in config
     assert "WANDB_API_KEY" not in config, "the image sets WANDB_API_KEY itself"
+
+
+def test_docker_stop_stops_both_processes_after_one_checkpoint_and_the_run_resumes_identically(tmp_path):
+    """5. `docker stop` sends SIGTERM to the container's first process (tini, from --init, passes it on to
+    gluebox: rank 0 of Fabric's launcher, which started rank 1). Both processes stop after one checkpoint
+    and the container exits 143; a new container resumes the run to the same end as an uninterrupted one.
+    The stop comes while both processes hold after step 5 (GLUEBOX_PAUSE_AT_STEPS), never after a sleep."""
+    import torch
+
+    runs = runs_volume(tmp_path)
+    settings = ["train", "--model_name_or_path", image_model(), "--data_dir", image_data(), "--max_train_samples", "48",
+                "--max_eval_samples", "16", "--train_batch_size", "4", "--eval_batch_size", "4", "--max_seq_length",
+                "64", "--epochs", "2", "--devices", "2", "--accelerator", "cpu", "--strategy", "ddp",
+                "--num_threads", "1", "--wandb_mode", "disabled", "--no-progress_bar"]
+    reference = run_gluebox(runs, [*settings, "--output_dir", "/runs/reference"], docker_args=CODESPACE)
+    assert reference.returncode == 0, show(reference)
+
+    name = f"gluebox-stop-{uuid.uuid4().hex[:8]}"
+    markers = [runs / "pauses" / f"paused-at-step-5-rank-{rank}" for rank in (0, 1)]
+    started = docker("run", "-d", "--network", "none", "--init", "-v", f"{runs}:/runs", "--name", name, *CODESPACE,
+                     "-e", "GLUEBOX_PAUSE_AT_STEPS=5", "-e", "GLUEBOX_PAUSE_DIR=/runs/pauses", IMAGE,
+                     *settings, "--output_dir", "/runs/run")
+    assert started.returncode == 0, show(started)
+    try:
+        deadline = time.monotonic() + 600
+        while not all(marker.exists() for marker in markers):
+            running = docker("inspect", "--format", "{{.State.Running}}", name, check=True).stdout.strip()
+            assert running == "true", show(docker("logs", name))
+            assert time.monotonic() < deadline, "the run never reached step 5"
+            time.sleep(0.1)
+        stopped = docker("stop", "-t", "120", name)
+        assert stopped.returncode == 0, show(stopped)
+        code = int(docker("wait", name, check=True).stdout.strip())
+        logs = docker("logs", name, check=True)
+    finally:
+        docker("rm", "-f", name)
+    assert code == 143, show(logs)
+    lines = [line for line in logs.stderr.splitlines() if line.startswith("gluebox:")]
+    assert len(lines) == 1 and lines[0].startswith("gluebox: interrupted: SIGTERM at epoch 1, step 5;"), show(logs)
+    assert "Traceback" not in logs.stderr, show(logs)
+    status = json.loads((runs / "run" / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
+    checkpoint = torch.load(runs / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 5
+
+    resumed = run_gluebox(runs, ["train", "--resume", "/runs/run"], docker_args=CODESPACE)
+    assert resumed.returncode == 0, show(resumed)
+    compared = subprocess.run([sys.executable, "-m", "gluebox", "compare", str(runs / "run"), str(runs / "reference")],
+                              capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0 and "identical: 2 epoch(s)" in compared.stdout, show(compared)
+
+
+def test_git_folders_in_the_build_context_stay_out_of_the_image(tmp_path):
+    """6. A model cloned under docker/bake/ (the offline bake of docker/bake/README.md) keeps its remote URL,
+    token included, in .git; the repository's .dockerignore keeps every .git folder out of the image."""
+    token = "hf_bakedTOKEN0123456789"
+    context = tmp_path / "context"
+    model = context / "docker" / "bake" / "model"
+    model.mkdir(parents=True)
+    shutil.copy2(REPO / ".dockerignore", context)
+    (context / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY docker/bake/ /opt/bake/\n")  # the image's own line
+    subprocess.run(["git", "init", "-q", str(model)], check=True)
+    subprocess.run(["git", "-C", str(model), "remote", "add", "origin", f"https://user:{token}@huggingface.co/org/m"],
+                   check=True)
+    (model / "config.json").write_text("{}\n")
+    tag = f"gluebox-dockerignore-test:{uuid.uuid4().hex[:8]}"
+    built = docker("build", *shlex.split(os.environ.get("DOCKER_BUILD_EXTRA_ARGS", "")), "-t", tag, str(context))
+    assert built.returncode == 0, show(built)
+    try:
+        listing = docker("run", "--rm", "--network", "none", "--entrypoint", "find", tag, "/opt/bake", check=True).stdout
+        found = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", tag, "-r", token, "/opt/bake")
+    finally:
+        docker("rmi", "-f", tag)
+    assert "/opt/bake/model/config.json" in listing and ".git" not in listing, listing
+    assert found.returncode == 1 and token not in found.stdout, show(found)

@@ -6,7 +6,8 @@ are not results and are ignored.
 
 When the runs differ, it says why they could differ at all: whether they were comparable bit for
 bit (same settings, reproducibility mode, torch, CPU or instruction set, threads, processes, device,
-from ``config.yaml`` and ``environment.json``), then compares them the way runs from different
+from ``config.yaml`` and ``environment.json``; a resume that went on despite such a change, with
+``--accept_changes``, is named), then compares them the way runs from different
 machines can be compared: every metric within a tolerance, and how many validation examples the
 two final models predict differently (``validation_predictions.npz``).
 """
@@ -26,8 +27,8 @@ CAPABILITY_NAMES = {"AVX512": "AVX-512", "AVX512_VNNI": "AVX-512 VNNI", "AVX512_
                     "AMX": "AMX", "AVX2": "AVX2", "DEFAULT": "no vector extensions"}
 
 NOT_RESULTS = {"output_dir", "checkpoint_dir", "checkpoint_every_minutes", "checkpoint_every_n_steps", "overwrite",
-               "wandb_mode", "wandb_project", "wandb_run_name", "log_model", "progress_bar", "data_dir",
-               "train_file", "validation_file", "test_file"}
+               "accept_changes", "wandb_mode", "wandb_project", "wandb_run_name", "log_model", "progress_bar",
+               "data_dir", "train_file", "validation_file", "test_file"}
 """Settings that cannot change a run's numbers (``data_dir`` and data files may move; the data are the same
 or the metrics say so; your own files' names and row counts are in ``task.json``, compared as the task)."""
 
@@ -81,10 +82,18 @@ def identity(config: dict, environment: dict) -> dict[str, object]:
 PORTABLE_IGNORES = ("CPU vendor", "CPU")
 
 
+def accepted_changes(run: RunDirectory) -> str | None:
+    """'RUN was resumed despite changes (...)' when a ``--resume --accept_changes`` went on despite them."""
+    resumes = (run.read_json(ENVIRONMENT) or {}).get("resumes") or []
+    accepted = [change for resume in resumes for change in resume.get("accepted_changes") or []]
+    return f"{run.path} was resumed despite changes ({'; '.join(accepted)})" if accepted else None
+
+
 def why_not_comparable(run_a: RunDirectory, run_b: RunDirectory) -> list[str]:
-    """The reasons two runs may differ in their last bits: different settings or environments."""
+    """The reasons two runs may differ in their last bits: different settings or environments, or a
+    resume that went on despite a change (``--accept_changes``)."""
     config_a, config_b = run_a.read_config(), run_b.read_config()
-    reasons = []
+    reasons = [note for note in (accepted_changes(run_a), accepted_changes(run_b)) if note]
     settings = sorted(k for k in set(config_a) | set(config_b)
                       if k not in NOT_RESULTS | {"reproducibility", "num_threads"} and config_a.get(k) != config_b.get(k))
     if settings:
@@ -187,6 +196,9 @@ def compare(path_a: str, path_b: str, tolerance: float = TOLERANCE) -> bool:
     keys = [k for k in _results(records_a[0]) if k not in ("epoch", "step")]
     note = "" if summary_a and summary_b else " (at least one run is unfinished: no summary.json)"
     print(f"identical: {len(records_a)} epoch(s), {len(keys)} values per epoch, same prediction fingerprints{note}")
+    for change in (accepted_changes(run_a), accepted_changes(run_b)):
+        if change:
+            print(f"note: {change}")
     return not note
 
 

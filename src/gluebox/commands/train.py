@@ -29,6 +29,10 @@ def train_command(args: argparse.Namespace) -> int:
         run = train(config, resume)
     else:
         config = resolve_train_config(args)
+        if config.accept_changes:
+            from gluebox.errors import GlueboxError
+
+            raise GlueboxError("--accept_changes only applies with --resume RUN_DIR (a new run has nothing to change)")
         run = train(config)
     summary = run.read_json(SUMMARY) if run.file(SUMMARY).exists() else None
     if summary is not None:  # rank 0 of a multi-process run, or the only process

@@ -37,6 +37,8 @@ class Recipe:
     optim: Any
     """The :class:`~gluebox.training.classifier.OptimConfig`: AdamW, schedule and clipping."""
     threads: int
+    data: dict
+    """What identifies each split's data (:func:`gluebox.data.identity.data_identity`), for environment.json."""
 
     @property
     def monitor(self) -> str:
@@ -52,6 +54,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
 
     from gluebox.data.batching import Collator, TrainBatchSampler, TrainCollator
     from gluebox.data.encoding import encode
+    from gluebox.data.identity import data_identity
     from gluebox.data.sharding import ShardSampler
     from gluebox.data.sources import describe_files, load_split, resolve_task
     from gluebox.training import memory
@@ -80,6 +83,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
             raise GlueboxError(f"cannot resume {resume.run.path}: {difference}")
     examples = {split: data.head(config.max_train_samples if split == "train" else config.max_eval_samples)
                 for split, data in splits.items()}
+    data = data_identity(task.name, {name: split.source for name, split in examples.items()})
     tokenizer = load_tokenizer(config.model_name_or_path)
     encoded = {name: encode(ex, tokenizer, config.max_seq_length, task.is_regression) for name, ex in examples.items()}
 
@@ -136,4 +140,4 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                         fused=config.precision == "32" and config.reproducibility == FAST,
                         for_loop=config.reproducibility != FAST)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
-                  val_loaders, optim, threads)
+                  val_loaders, optim, threads, data)

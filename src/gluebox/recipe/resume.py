@@ -4,7 +4,12 @@ A resumed run takes every setting from ``RUN_DIR/config.yaml`` (the flags it may
 marked ``resumable`` in :mod:`gluebox.config`), its memory plan from ``memory_plan.json``,
 its task from ``task.json`` and its thread count from ``environment.json``, so that it
 finishes exactly as the uninterrupted run would have (``gluebox compare`` finds them
-identical).
+identical). What it cannot take along (the data files, the software, the machine) is compared
+with what the run last ran with (:func:`check_unchanged`): a difference that changes the results
+stops the resume, unless ``--accept_changes`` says to go on.
+
+In a multi-process run, the process that will be rank 0 checks the run (whether it is still
+running, and what changed); the others, started by a launcher beside it, take its word.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Any
 from gluebox.config import TrainConfig, resume_config
 from gluebox.errors import GlueboxError
 from gluebox.runs.directory import CONFIG, ENVIRONMENT, MEMORY_PLAN, TASK, RunDirectory
+from gluebox.runs.environment import changes, last_session
 from gluebox.training.checkpoints import LAST, check_checkpoint_dir, check_owner, checkpoint_folder
+from gluebox.training.distributed import launcher_rank
 from gluebox.training.memory import MemoryPlan
 
 
@@ -32,6 +39,10 @@ class Resume:
     task: dict
     """``task.json``: the data must still give these labels and columns."""
     threads: int | None
+    environment: dict
+    """``environment.json`` as the run left it (:mod:`gluebox.runs.environment`)."""
+    accept_changes: bool = False
+    """``--accept_changes``: go on despite changes that alter the results (and record them)."""
 
 
 def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, Resume]:
@@ -49,11 +60,12 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
     status = run.status() or {}
     if status.get("status") == "complete":
         raise GlueboxError(f"cannot resume {run_path}: the run is complete; start a new run with another --output_dir")
+    saved = run.read_config()
     pid = status.get("pid")
-    if status.get("status") == "running" and isinstance(pid, int) and is_gluebox_process(pid):
+    if status.get("status") == "running" and isinstance(pid, int) and is_gluebox_process(pid) \
+            and launcher_rank(int(saved.get("devices") or 1)) == 0:  # the others: rank 0 of this resume runs it
         raise GlueboxError(f"cannot resume {run_path}: it is still running (process {pid}); stop it first")
 
-    saved = run.read_config()
     config = resume_config(saved, given, run.path)
     checkpoint = checkpoint_folder(run.path, saved.get("checkpoint_dir")) / LAST
     if not checkpoint.is_file():
@@ -70,7 +82,22 @@ def prepare_resume(run_path: str, given: dict[str, Any]) -> tuple[TrainConfig, R
         raise GlueboxError(f"cannot resume {run_path}: {MEMORY_PLAN} is missing or not one gluebox wrote") from None
     environment = run.read_json(ENVIRONMENT) or {}
     threads = environment.get("torch_threads") if config.num_threads is None else config.num_threads
-    return config, Resume(run, checkpoint, plan, run.read_json(TASK), threads if isinstance(threads, int) else None)
+    accept_changes, config.accept_changes = config.accept_changes, False  # config.yaml never keeps it
+    return config, Resume(run, checkpoint, plan, run.read_json(TASK), threads if isinstance(threads, int) else None,
+                          environment, accept_changes)
+
+
+def check_unchanged(resume: Resume, now: dict, reproducibility: str) -> list[str]:
+    """What changed since the run last ran that changes its results (see
+    :func:`gluebox.runs.environment.changes`): a one-line refusal naming it, or, with ``--accept_changes``,
+    the list, for environment.json."""
+    found = changes(last_session(resume.environment), now, reproducibility)
+    if found and not resume.accept_changes:
+        raise GlueboxError(
+            f"cannot resume {resume.run.path}: {'; '.join(found)} since the run last ran, so it would not end as an "
+            "uninterrupted run would; pass --accept_changes to resume anyway (environment.json records the change)"
+        )
+    return found
 
 
 def is_gluebox_process(pid: int) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gluebox.config import TrainConfig
+from gluebox.config import TrainConfig, absolute_paths
 from gluebox.errors import GlueboxError, RunInterrupted, RunStopped
 from gluebox.recipe.build import Recipe, build
 from gluebox.runs.directory import (BEST_MODEL, ENVIRONMENT, MEMORY_PLAN, STATUS, SUMMARY, TASK, RunDirectory,
@@ -95,11 +95,14 @@ def claim_run_directory(config: TrainConfig, run: RunDirectory) -> Claim:
 
 
 def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None", environment: dict,
-                       claim: Claim | None) -> None:
+                       claim: Claim | None, accepted: Sequence[str] = ()) -> None:
     """Rank 0 only: from here on the run exists, marked ``running`` until it completes.
 
     ``claim``: the folder :func:`claim_run_directory` claimed in this process (None when a launcher
     gave this process another rank than the one it ends up with: it claims now).
+    ``environment`` describes this process; a resume adds it to ``environment.json``, with the
+    ``accepted`` changes (:func:`gluebox.recipe.resume.check_unchanged`). ``config.yaml`` holds paths
+    absolute, so that a resume from another folder finds the same files.
     """
     config = recipe.config
     if resume is None:
@@ -107,15 +110,21 @@ def open_run_directory(run: RunDirectory, recipe: Recipe, resume: "Resume | None
             claim = claim_run_directory(config, run)
         claim.take()
         run.mark_running()
-        run.write_config(config.to_dict())
+        run.write_config(absolute_paths(config.to_dict()))
         run.write_json(TASK, recipe.task.to_dict())
         run.write_json(MEMORY_PLAN, recipe.plan.to_dict())
         run.write_json(ENVIRONMENT, environment)
     else:
+        from gluebox.runs.environment import with_resume
+
         if read_marker(run.path) is None:  # made before the marker: it gets one now, and its checkpoints its id
             write_marker(run.path, new_marker(RUN))
         run.reopen()
-        run.write_config(config.to_dict())  # with this session's harmless flags (a new --checkpoint_dir)
+        run.write_config(absolute_paths(config.to_dict()))  # with this session's harmless flags (a new --checkpoint_dir)
+        run.write_json(ENVIRONMENT, with_resume(resume.environment, environment, list(accepted),
+                                                time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        if accepted:
+            print(f"resuming despite changes (--accept_changes): {'; '.join(accepted)}", flush=True)
         print(f"resuming {run.path} from {resume.checkpoint}", flush=True)
 
 
@@ -127,20 +136,6 @@ def _model_card(recipe: Recipe, run: RunDirectory):
         return model_card(recipe.config, recipe.task, validation, epoch, len(recipe.encoded["train"]), run.path.name)
 
     return card
-
-
-def end_process_group(fabric) -> None:
-    """Wait until every process has trained, then close the process group in each.
-
-    Without this, a rank that returned first exited while gloo's connection threads still ran, and
-    its C++ runtime aborted ("terminate called without an active exception", SIGABRT), failing the
-    launcher after a complete run.
-    """
-    import torch.distributed
-
-    fabric.barrier()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
@@ -171,6 +166,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
         from gluebox.runs.environment import describe
         from gluebox.training.checkpoints import Checkpoints
+        from gluebox.training.distributed import end_processes
         from gluebox.training.eta import estimate_epoch_seconds
         from gluebox.training.hardware import device_name
         from gluebox.training.loop import check_validation_shards, fit, make_fabric
@@ -191,6 +187,14 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
             claim.release()
             claim = None
         if lead:
+            environment = describe(device) | {
+                "torch_threads": recipe.threads, "processes": fabric.world_size, "reproducibility": config.reproducibility,
+                "adamw": recipe.optim.implementation, "precision": config.precision, "data": recipe.data}
+            accepted: list[str] = []
+            if resume is not None:  # before anything is printed or written
+                from gluebox.recipe.resume import check_unchanged
+
+                accepted = check_unchanged(resume, environment, config.reproducibility)
             print(recipe.plan.describe(), flush=True)
             print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
             if config.peft == "lora":
@@ -200,10 +204,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
             if fabric.world_size > 1:
                 print(f"{fabric.world_size} processes ({config.num_nodes} node(s) x {config.devices}), "
                       f"strategy {type(fabric.strategy).__name__}; rank 0 writes {run.path}", flush=True)
-            open_run_directory(run, recipe, resume, describe(device) | {
-                "torch_threads": recipe.threads, "processes": fabric.world_size,
-                "reproducibility": config.reproducibility, "adamw": recipe.optim.implementation,
-                "precision": config.precision}, claim)
+            open_run_directory(run, recipe, resume, environment, claim, accepted=accepted)
             stop.install()
             if logger is not None:
                 logger.log_hyperparams(config.to_dict() | {"task": recipe.task.to_dict(), "memory_plan": recipe.plan.to_dict()})
@@ -217,8 +218,15 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         if lead:
             run.try_set_status("interrupted", signal=interruption.signal_name,
                                epochs_completed=len(run.metrics()), step=checkpoints.step)
+        if interruption.every_process and fabric.world_size > 1:  # all stopped after the same checkpoint
+            stop.ignore_from_now()
+            end_processes(fabric, interruption.exit_code)
+        if not lead:  # rank 0 says it, once
+            raise RunInterrupted(str(interruption), interruption.signum, quiet=True) from None
         advice = (f"resume with `gluebox train --resume {run.path}`" if checkpoints.path.exists()
                   else "no checkpoint was saved yet; start again with --overwrite")
+        if fabric.world_size > 1 and not getattr(fabric.strategy.launcher, "procs", None):  # not Fabric's launcher
+            advice += f", started the same way ({fabric.world_size} processes under torchrun or your scheduler)"
         raise RunInterrupted(f"{interruption}; {advice}", interruption.signum) from None
     except BaseException as error:
         if lead:
@@ -227,7 +235,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     finally:
         stop.uninstall()
     if fabric.world_size > 1:
-        end_process_group(fabric)
+        end_processes(fabric, 0)
     if not lead:
         return run
     # What rank 0 wrote.

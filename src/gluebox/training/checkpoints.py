@@ -42,6 +42,7 @@ from gluebox.errors import GlueboxError, RunInterrupted
 from gluebox.training.pause import Pause
 from gluebox.runs.directory import CHECKPOINTS, RunDirectory, atomic_write, disk_full_is_an_error
 from gluebox.runs.folders import run_id
+from gluebox.training.distributed import agreed_signal
 from gluebox.training.export import export_best
 from gluebox.training.signals import StopRequest
 
@@ -285,18 +286,19 @@ class Checkpoints:
             self.pause.after_step(self.step, self.stop)
         if end_of_epoch:
             return
-        stop = any_process(fabric, self.stop.requested)
-        if stop or any_process(fabric, self._due()):
+        signum = agreed_signal(fabric, self.stop.signum)
+        if signum or any_process(fabric, self._due()):
             self.save(fabric, state)
-        if stop:
-            self.interrupt(state["epoch"] + 1, self.step)
+        if signum:
+            self.interrupt(state["epoch"] + 1, self.step, signum)
 
     def after_epoch(self, fabric, state: dict, epochs: int) -> None:
         """Save ``last.ckpt`` (``state["epoch"]`` epochs are complete); stop if asked to, unless the
         run is complete."""
         self.save(fabric, state)
-        if any_process(fabric, self.stop.requested) and state["epoch"] < epochs:
-            self.interrupt(state["epoch"], state["global_step"])
+        signum = agreed_signal(fabric, self.stop.signum)
+        if signum and state["epoch"] < epochs:
+            self.interrupt(state["epoch"], state["global_step"], signum)
 
     def _due(self) -> bool:
         if self.every_n_steps and self.step - self._saved_step >= self.every_n_steps:
@@ -328,14 +330,14 @@ class Checkpoints:
         self._saved_step = state["global_step"]
         self._saved_at = time.monotonic()
 
-    def interrupt(self, epoch: int, step: int) -> None:
+    def interrupt(self, epoch: int, step: int, signum: int) -> None:
+        """Stop every process after the checkpoint of ``step``, with the signal one of them got."""
         import signal
 
-        signum = self.stop.signum or signal.SIGTERM  # another process got the signal
         raise RunInterrupted(
             f"{signal.Signals(signum).name} at epoch {epoch}, step {step}; "
             f"checkpoint saved to {self.path}",
-            signum,
+            signum, every_process=True,
         )
 
 

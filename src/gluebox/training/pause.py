@@ -2,10 +2,12 @@
 
 ``GLUEBOX_PAUSE_AT_STEPS=3,5`` with ``GLUEBOX_PAUSE_DIR=DIR`` makes a training run hold after
 each of those optimizer steps (after the step's rows are recorded, before the checkpoint
-decision of that step) and say so by writing ``DIR/paused-at-step-N``. It holds until that
-file is removed (the run goes on) or a stop signal arrives (the run stops as it would at any
-batch end). A test sends its signal, or SIGKILL, while the run holds at a known step, so the
-outcome never depends on how fast the machine is. Unset, nothing happens.
+decision of that step). Every process of the run holds, and each says so by writing
+``DIR/paused-at-step-N-rank-R`` (its global rank R) holding its process id, so that a test can
+signal any rank. The run holds until every rank's file of that step is removed (the run goes
+on), or until any rank gets a stop signal (every rank then stops as it would at any batch end).
+A test sends its signal, or SIGKILL, while the run holds at a known step, so the outcome never
+depends on how fast the machine is. Unset, nothing happens.
 """
 
 from __future__ import annotations
@@ -20,9 +22,20 @@ STEPS_VARIABLE = "GLUEBOX_PAUSE_AT_STEPS"
 FOLDER_VARIABLE = "GLUEBOX_PAUSE_DIR"
 
 
-def marker(folder: str | Path, step: int) -> Path:
-    """The file a run holding after ``step`` writes into ``folder``."""
-    return Path(folder) / f"paused-at-step-{step}"
+def marker(folder: str | Path, step: int, rank: int = 0) -> Path:
+    """The file that rank ``rank`` of a run holding after ``step`` writes into ``folder``."""
+    return Path(folder) / f"paused-at-step-{step}-rank-{rank}"
+
+
+def held_pid(folder: str | Path, step: int, rank: int = 0) -> int:
+    """The process id of rank ``rank``, from its marker of ``step``."""
+    return int(marker(folder, step, rank).read_text())
+
+
+def release(folder: str | Path, step: int) -> None:
+    """Let every rank holding after ``step`` go on."""
+    for path in Path(folder).glob(f"paused-at-step-{step}-rank-*"):
+        path.unlink(missing_ok=True)
 
 
 class Pause:
@@ -44,11 +57,30 @@ class Pause:
         """If ``step`` is one to hold at: report it, then hold until released or asked to stop."""
         if step not in self.steps:
             return
+        from gluebox.data.sharding import rank_and_world_size
+
         self.steps.discard(step)
-        path = marker(self.folder, step)
+        rank, world_size = rank_and_world_size()
+        path = marker(self.folder, step, rank)
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, path)
-        while path.exists() and not stop.requested:
+        while True:
+            stopping, held = stop.requested, path.exists()
+            if world_size > 1:  # every rank leaves the hold together, at the same step
+                stopping, held = _any_rank(stopping, held)
+            if stopping or not held:
+                return
             time.sleep(0.005)
+
+
+def _any_rank(*flags: bool) -> tuple[bool, ...]:
+    """Each flag, true if it is true in any process (the processes call this in step)."""
+    import torch
+
+    values = torch.tensor([int(flag) for flag in flags])
+    if torch.distributed.get_backend() == "nccl":
+        values = values.cuda()
+    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MAX)
+    return tuple(bool(value) for value in values.tolist())

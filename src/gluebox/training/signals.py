@@ -3,7 +3,8 @@
 The first signal only raises a flag. The training loop sees it when the current batch
 ends, saves ``last.ckpt`` and stops the run with :class:`~gluebox.errors.RunInterrupted`
 (exit code 130 for SIGINT, 143 for SIGTERM). A second signal stops the run at once,
-keeping the previous checkpoint.
+keeping the previous checkpoint. In a multi-process run, the processes agree on the signal any of
+them got and stop after the same step (:func:`gluebox.training.distributed.agreed_signal`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ class StopRequest:
             return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def ignore_from_now(self) -> None:
+        """SIGINT and SIGTERM do nothing from now on, to the end of the process (:meth:`uninstall` leaves it so).
+
+        For the processes of a multi-process run that stopped together, after their checkpoint: each is
+        exiting with its own code, and a launcher's signal must not cut that short (torchrun sends SIGTERM
+        to the others as soon as one process exits with a code other than 0)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         self._previous = {}
 
     def _handle(self, signum, frame) -> None:
