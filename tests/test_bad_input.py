@@ -292,6 +292,22 @@ def test_unknown_flag_without_a_close_one_gets_no_suggestion(capsys):
         (["--checkpoint_every_n_steps", "0"], "--checkpoint_every_n_steps must be at least 1, got 0"),
         (["--checkpoint_every_minutes", "-1"], "--checkpoint_every_minutes must be 0 or more, got -1"),
         (["--checkpoint_every_minutes", "inf"], "--checkpoint_every_minutes must be 0 or more"),
+        (["--lr_scheduler", "polynomial"], "invalid choice: 'polynomial'"),
+        (["--warmup_ratio", "1.5"], "--warmup_ratio must be between 0 and 1, got 1.5"),
+        (["--warmup_steps", "-1"], "--warmup_steps must be 0 or more, got -1"),
+        (["--warmup_steps", "10", "--warmup_ratio", "0.1"],
+         "--warmup_steps 10 and --warmup_ratio 0.1 both set the warmup; give one of them"),
+        (["--lr_scheduler", "constant", "--warmup_steps", "5"], "--lr_scheduler constant has no warmup"),
+        (["--max_steps", "0"], "--max_steps must be at least 1, got 0"),
+        (["--eval_every_n_steps", "-3"], "--eval_every_n_steps must be at least 1, got -3"),
+        (["--early_stopping_patience", "0"], "--early_stopping_patience must be at least 1, got 0"),
+        (["--early_stopping_patience", "2", "--early_stopping_min_delta", "-0.1"],
+         "--early_stopping_min_delta must be 0 or more, got -0.1"),
+        (["--early_stopping_min_delta", "0.1"], "--early_stopping_min_delta only applies to early stopping"),
+        (["--metric_for_best", "matthews_correlation"],
+         "--metric_for_best matthews_correlation: the rte task reports no such metric; choose one of "
+         "validation/accuracy, validation/loss"),
+        (["--metric_for_best", "test/accuracy"], "--metric_for_best test/accuracy: the rte task reports no such metric"),
     ],
 )
 def test_bad_flag_values(capsys, tmp_path, tiny_bert, rte, flags, phrase):

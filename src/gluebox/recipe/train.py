@@ -211,13 +211,13 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     # Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:
-        fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None)
+        outcome = fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None)
     except RunStopped:
         raise
     except RunInterrupted as interruption:
         if lead:
             run.try_set_status("interrupted", signal=interruption.signal_name,
-                               epochs_completed=len(run.metrics()), step=checkpoints.step)
+                               epochs_completed=checkpoints.step // len(recipe.batch_sampler), step=checkpoints.step)
         if interruption.every_process and fabric.world_size > 1:  # all stopped after the same checkpoint
             stop.ignore_from_now()
             end_processes(fabric, interruption.exit_code)
@@ -240,13 +240,13 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         return run
     # What rank 0 wrote.
     records = run.metrics()
-    if len(records) < config.epochs:
-        run.set_status("interrupted", epochs_completed=len(records))
-        raise GlueboxError(f"training was interrupted after {len(records)} epoch(s); {run.path} is incomplete")
+    if not records or records[-1]["step"] != outcome.steps:
+        run.set_status("interrupted", validations=len(records))
+        raise GlueboxError(f"training was interrupted after {len(records)} validation(s); {run.path} is incomplete")
 
     from gluebox.runs.summary import build_summary
 
-    summary = build_summary(records, recipe, started, device, fabric.world_size)
+    summary = build_summary(records, recipe, started, device, fabric.world_size, outcome)
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
