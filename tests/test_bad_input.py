@@ -308,6 +308,9 @@ def test_unknown_flag_without_a_close_one_gets_no_suggestion(capsys):
          "--metric_for_best matthews_correlation: the rte task reports no such metric; choose one of "
          "validation/accuracy, validation/loss"),
         (["--metric_for_best", "test/accuracy"], "--metric_for_best test/accuracy: the rte task reports no such metric"),
+        (["--time_budget", "0"], "--time_budget must be a positive duration like 90s, 30m or 2h, got 0 s"),
+        (["--time_budget=-5m"], "cannot read duration '-5m'; write it like 90s, 30m or 2h"),
+        (["--time_budget", "5 fortnights"], "cannot read duration '5 fortnights'; write it like 90s, 30m or 2h"),
     ],
 )
 def test_bad_flag_values(capsys, tmp_path, tiny_bert, rte, flags, phrase):

@@ -186,3 +186,111 @@ def test_killed_between_two_validations_resumes_identically(tiny_bert, mrpc_dir,
     assert [r["step"] for r in records(run)] == [5]
     assert main(["train", "--resume", str(run)]) == 0
     assert_identical(run, reference, capsys)
+
+
+# --time_budget: the plan's logic with numbers given, then real runs on a fake clock (GLUEBOX_FAKE_CLOCK:
+# each training token and each validation costs fixed seconds), never the machine's speed.
+
+def test_durations():
+    from gluebox.config import parse_duration
+
+    assert [parse_duration(text) for text in ("30m", "90s", "2h", "1.5h", "45", " 10 min ", 120)] == \
+        [1800.0, 90.0, 7200.0, 5400.0, 45.0, 600.0, 120.0]
+
+
+def test_validations_due():
+    from gluebox.training.budget import validations_due
+
+    assert validations_due(0, 36, 12, None) == 3  # epoch ends 12, 24, 36
+    assert validations_due(0, 30, 12, None) == 3  # 12, 24 and the last step
+    assert validations_due(12, 30, 12, None) == 2
+    assert validations_due(10, 10, 12, None) == 1  # finishing now: a validation at step 10
+    assert validations_due(12, 12, 12, None) == 0  # step 12 was validated
+    assert validations_due(6, 23, 12, 5) == 4  # 10, 15, 20 and the last step
+
+
+def test_plan_steps():
+    """The most steps whose remaining work ends within 98% of the budget."""
+    from gluebox.training.budget import plan_steps
+
+    # 100 s budget, 10 spent, 1 s a step, 5 s a validation at epoch ends (10 steps), 3 s to save at the end:
+    # 98 - 10 - 3 = 85 s: 70 more steps (7 validations) cost 105; 60 steps and 6 validations cost 90; 56 steps:
+    # 56 + 6 * 5 = 86 > 85; 55: 55 + 30 = 85.
+    def second_a_step(done):
+        return lambda total: (total - done) * 1.0
+
+    assert plan_steps(100, 10, 0, second_a_step(0), 5.0, 3.0, 10, None, 1000) == 55
+    assert plan_steps(100, 10, 0, second_a_step(0), 5.0, 3.0, 10, None, 40) == 40  # at most --epochs' (or --max_steps')
+    # From step 20, validating every 4 steps: to 56, 36 steps and 9 validations (24, 28, ..., 56) cost 81; to 57,
+    # 37 steps and 10 validations (the last at 57) cost 87.
+    assert plan_steps(100, 10, 20, second_a_step(20), 5.0, 3.0, 10, 4, 1000) == 56
+    assert plan_steps(100, 97, 20, second_a_step(20), 5.0, 3.0, 10, None, 1000) == 20  # nothing fits: end now
+
+
+@pytest.fixture(scope="module")
+def fake_clock():
+    """Every training token costs 0.01 s, every validation 2 s; nothing else takes time."""
+    import os
+
+    from gluebox.training.budget import FAKE_CLOCK_VARIABLE
+
+    previous = os.environ.get(FAKE_CLOCK_VARIABLE)
+    os.environ[FAKE_CLOCK_VARIABLE] = "token:0.01,validation:2"
+    yield
+    if previous is None:
+        del os.environ[FAKE_CLOCK_VARIABLE]
+    else:
+        os.environ[FAKE_CLOCK_VARIABLE] = previous
+
+
+BUDGETED = ("--epochs", "3", "--time_budget", "1m", "--warmup_steps", "0")
+
+
+@pytest.fixture(scope="module")
+def budgeted(tiny_bert, mrpc_dir, tmp_path_factory, fake_clock):
+    """An uninterrupted run with a minute of (fake) time for what 3 epochs would take longer."""
+    return train(tiny_bert, mrpc_dir, tmp_path_factory.mktemp("budget") / "run", *BUDGETED)
+
+
+def test_time_budget_plans_the_steps_that_fit(budgeted):
+    result = summary(budgeted)
+    budget = result["time_budget"]
+    assert status(budgeted)["status"] == "complete"
+    assert budget["budget_seconds"] == 60 and budget["within_budget"]
+    assert 0.95 <= budget["share_used"] <= 1.0, budget
+    assert budget["planned_steps"] == budget["steps"] == result["steps"] < 3 * STEPS_PER_EPOCH
+    assert records(budgeted)[-1]["step"] == result["steps"]  # it ended with a validation
+    rates = learning_rates(budgeted)
+    assert rates[-1] == pytest.approx(1e-3 / result["steps"], rel=1e-9)  # the linear decay ends at the last step
+    assert budget["note"].startswith("ended ") and "inside the budget of 60 s" in budget["note"]
+
+
+def test_time_budgeted_run_resumes_identically_and_keeps_its_budget(tiny_bert, mrpc_dir, tmp_path, budgeted, capsys,
+                                                                     fake_clock):
+    """Killed after its plan (step 9; checkpoint at 8) and resumed: identical to the uninterrupted run, and the
+    seconds spent before the checkpoint still count. Resumed on a clock three times slower, it plans fewer
+    steps and still ends within what is left of the budget."""
+    import os
+    import shutil
+    import signal
+
+    from conftest import start_gluebox, wait_until_paused
+    from gluebox.training.budget import FAKE_CLOCK_VARIABLE
+
+    run, pauses = tmp_path / "run", tmp_path / "pauses"
+    process = start_gluebox(args(tiny_bert, mrpc_dir, run, *BUDGETED, "--checkpoint_every_n_steps", "4"), (9,), pauses)
+    wait_until_paused(process, pauses, 9)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    shutil.copytree(run, tmp_path / "slower")
+    assert main(["train", "--resume", str(run)]) == 0
+    assert_identical(run, budgeted, capsys)
+    assert summary(run)["time_budget"]["spent_seconds"] == pytest.approx(summary(budgeted)["time_budget"]["spent_seconds"])
+
+    os.environ[FAKE_CLOCK_VARIABLE] = "token:0.03,validation:2"
+    try:
+        assert main(["train", "--resume", str(tmp_path / "slower")]) == 0
+    finally:
+        os.environ[FAKE_CLOCK_VARIABLE] = "token:0.01,validation:2"
+    slower = summary(tmp_path / "slower")["time_budget"]
+    assert slower["within_budget"] and slower["steps"] < summary(budgeted)["steps"]

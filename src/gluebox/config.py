@@ -197,6 +197,14 @@ class TrainConfig:
         "Train for exactly this many optimizer steps instead of --epochs (the last epoch may stop part way); "
         "the learning-rate schedule ends at that step, and the run ends with a validation.",
     )
+    time_budget: float | None = _arg(
+        None,
+        "Finish the whole run within this much wall time, e.g. 30m, 90s or 2h: after the first steps gluebox plans "
+        "the optimizer steps that fit (at most those of --epochs or --max_steps), the learning-rate schedule ends at "
+        "the planned last step, and the run ends with a validation and a complete run directory inside the budget. "
+        "A resumed run keeps what is left of it.",
+        parse=parse_duration,
+    )
     eval_every_n_steps: int | None = _arg(
         None,
         "Validate every N optimizer steps and after the last one, instead of at every epoch's end; the best model "
@@ -427,6 +435,8 @@ class TrainConfig:
         if self.lr_scheduler == "constant" and (self.warmup_steps or self.warmup_ratio):
             raise GlueboxError("--lr_scheduler constant has no warmup; use constant_with_warmup, or drop "
                                f"--{'warmup_steps' if self.warmup_steps else 'warmup_ratio'}")
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
+            raise GlueboxError(f"--time_budget must be a positive duration like 90s, 30m or 2h, got {self.time_budget:g} s")
         if not (self.early_stopping_min_delta >= 0 and math.isfinite(self.early_stopping_min_delta)):
             raise GlueboxError(f"--early_stopping_min_delta must be 0 or more, got {self.early_stopping_min_delta}")
         if self.early_stopping_min_delta and self.early_stopping_patience is None:

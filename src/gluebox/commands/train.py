@@ -59,9 +59,18 @@ def describe_result(path, summary: dict, config: TrainConfig) -> str:
     else:
         predict = f"gluebox predict {run} --output {shlex.quote(str(path / 'predictions.tsv'))}"
     note = [f"  note: {summary['note']}"] if summary.get("note") else []
+    if summary.get("stop_reason"):
+        note.append(f"  stopped early: {summary['stop_reason']}")
+    if summary.get("time_budget"):
+        note.append(f"  time budget: {summary['time_budget']['note']}")
+    if isinstance(summary["epochs"], int) and summary.get("validations", summary["epochs"]) == summary["epochs"]:
+        best_at = f"epoch {summary['best_epoch']} of {summary['epochs']}"
+    else:
+        best_at = (f"validation at step {summary['best_step']} (epoch {summary['best_epoch']}) of "
+                   f"{summary['validations']} over {summary['epochs']:g} epoch(s)")
     return "\n".join([
         f"run complete: {path}",
-        f"  best epoch {summary['best_epoch']} of {summary['epochs']} (by {summary['main_metric']}): {metrics}",
+        f"  best {best_at} (by {summary['main_metric']}): {metrics}",
         f"  time {duration(summary['wall_time_seconds'])} (training {duration(summary['train_seconds'])}); "
         f"peak memory {summary['peak_rss_mb'] * 2**20 / 1e9:.2f} GB RSS{estimated}",
         f"  best model: {path / BEST_MODEL} (Hugging Face format, with a model card)",

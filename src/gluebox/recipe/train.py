@@ -153,7 +153,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
 
-    started = time.time()
+    started, session_start = time.time(), time.monotonic()
     config.validate()
     check_data_files(config)  # cheap; before anything looks at the model
     quiet_libraries()
@@ -174,6 +174,11 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         from gluebox.training.tracking import wandb_logger
 
         stop = StopRequest()
+        budget = None
+        if config.time_budget is not None:
+            from gluebox.training.budget import TimeBudget, make_clock
+
+            budget = TimeBudget(config.time_budget, make_clock(session_start))
         checkpoints = Checkpoints(config.checkpoint_dir, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
                                   config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
         logger = wandb_logger(config, run.path, run.path.name)
@@ -211,7 +216,8 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     # Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:
-        outcome = fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None)
+        outcome = fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None,
+                                budget)
     except RunStopped:
         raise
     except RunInterrupted as interruption:
@@ -247,6 +253,10 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     from gluebox.runs.summary import build_summary
 
     summary = build_summary(records, recipe, started, device, fabric.world_size, outcome)
+    if budget is not None:
+        from gluebox.runs.summary import budget_summary
+
+        summary["time_budget"] = budget_summary(budget.seconds, budget.spent(), outcome.planned_steps, outcome.steps)
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})

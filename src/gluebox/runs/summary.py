@@ -78,6 +78,21 @@ def best_record(records: list[dict], monitor: str, greater_is_better: bool = Tru
     return best, nan_epochs
 
 
+def budget_summary(budget_seconds: float, spent: float, planned_steps: int, steps: int) -> dict:
+    """How a ``--time_budget`` run ended against its budget (``spent``: every session's seconds, up to the summary)."""
+    return {
+        "budget_seconds": budget_seconds,
+        "spent_seconds": spent,
+        "share_used": spent / budget_seconds,
+        "within_budget": spent <= budget_seconds,
+        "planned_steps": planned_steps,
+        "steps": steps,
+        "note": (f"ended {abs(budget_seconds - spent):.1f} s {'inside' if spent <= budget_seconds else 'beyond'} "
+                 f"the budget of {budget_seconds:g} s ({100 * spent / budget_seconds:.1f}% used), "
+                 f"after {steps} planned optimizer steps"),
+    }
+
+
 def is_nan(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 

@@ -256,6 +256,8 @@ class Checkpoints:
         self.model_card = model_card
         """``best_model/README.md`` from the epoch's validation results and the epoch (1-based)."""
         self.pause = Pause.from_environment()
+        self.budget = None
+        """The run's :class:`~gluebox.training.budget.TimeBudget` (``--time_budget``): it learns how long a save takes."""
         self.step = 0
         """The last optimizer step the loop finished."""
         self._saved_step = 0
@@ -330,7 +332,10 @@ class Checkpoints:
         state["best"] = None if standing_in else value
 
     def save(self, fabric, state: dict) -> None:
+        started = self.budget.clock.now() if self.budget is not None else None
         fabric.save(self.path, state | {"run": self.owner(fabric)})  # every process takes part; rank 0 writes
+        if self.budget is not None:
+            self.budget.saved(self.budget.clock.now() - started)
         self._saved_step = state["global_step"]
         self._saved_at = time.monotonic()
 
