@@ -294,3 +294,17 @@ def test_time_budgeted_run_resumes_identically_and_keeps_its_budget(tiny_bert, m
         os.environ[FAKE_CLOCK_VARIABLE] = "token:0.01,validation:2"
     slower = summary(tmp_path / "slower")["time_budget"]
     assert slower["within_budget"] and slower["steps"] < summary(budgeted)["steps"]
+
+
+def test_a_plan_after_a_validation_can_end_the_run_there(tiny_bert, mrpc_dir, tmp_path, monkeypatch):
+    """The first validation (step 8) costs far more than estimated (30 fake seconds): planned again after it, the
+    budget has no room for another step and validation, so the run ends at that validation, complete."""
+    from gluebox.training.budget import FAKE_CLOCK_VARIABLE
+
+    monkeypatch.setenv(FAKE_CLOCK_VARIABLE, "token:0.01,validation:30")
+    run = train(tiny_bert, mrpc_dir, tmp_path / "run", "--epochs", "3", "--eval_every_n_steps", "8",
+                "--time_budget", "60s", "--warmup_steps", "0")
+    assert [r["step"] for r in records(run)] == [8] and len(step_rows(run)) == 8
+    result = summary(run)
+    assert result["time_budget"]["planned_steps"] == 8 and result["time_budget"]["within_budget"]
+    assert status(run)["status"] == "complete"

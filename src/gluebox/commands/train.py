@@ -19,8 +19,13 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from gluebox.recipe.train import train
+    from functools import partial
+
+    from gluebox.recipe.train import train as train_run
     from gluebox.runs.directory import SUMMARY
+    from gluebox.training.budget import process_started
+
+    train = partial(train_run, started=process_started())  # --time_budget counts from the command's start
 
     if args.resume is not None:
         from gluebox.recipe.resume import prepare_resume
@@ -67,7 +72,7 @@ def describe_result(path, summary: dict, config: TrainConfig) -> str:
         best_at = f"epoch {summary['best_epoch']} of {summary['epochs']}"
     else:
         best_at = (f"validation at step {summary['best_step']} (epoch {summary['best_epoch']}) of "
-                   f"{summary['validations']} over {summary['epochs']:g} epoch(s)")
+                   f"{summary['validations']} over {summary['epochs']:.3g} epoch(s)")
     return "\n".join([
         f"run complete: {path}",
         f"  best {best_at} (by {summary['main_metric']}): {metrics}",

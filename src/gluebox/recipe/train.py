@@ -138,7 +138,8 @@ def _model_card(recipe: Recipe, run: RunDirectory):
     return card
 
 
-def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
+def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = (),
+          started: float | None = None) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
     With ``resume``, continue that unfinished run from its last checkpoint instead.
@@ -147,13 +148,15 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     writes the run directory, and the others return the same :class:`RunDirectory` once
     training ends. ``callbacks`` are objects with hooks of the training loop (``gluebox sweep``
     reports each epoch to Ray Tune with one); a callback that ends the run on purpose marks it
-    ``stopped`` and raises :class:`RunStopped`, which passes through unchanged.
+    ``stopped`` and raises :class:`RunStopped`, which passes through unchanged. ``started``: the
+    ``time.monotonic()`` that ``--time_budget`` counts from (default: now; ``gluebox train``: its process's start).
     """
     from gluebox.data.sources import check_data_files
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
 
-    started, session_start = time.time(), time.monotonic()
+    session_start = time.monotonic() if started is None else started
+    started = time.time()
     config.validate()
     check_data_files(config)  # cheap; before anything looks at the model
     quiet_libraries()

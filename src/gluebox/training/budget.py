@@ -117,6 +117,19 @@ class FakeClock(Clock):
         self.time += self.validation
 
 
+def process_started() -> float | None:
+    """The ``time.monotonic()`` at which this process started (Linux; an ``execve``, as the allocator's restart,
+    keeps it), so that a budget covers Python's start too; None where ``/proc`` does not say."""
+    try:
+        stat = open("/proc/self/stat").read()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
+        with open("/proc/uptime") as uptime:
+            since_boot = float(uptime.read().split()[0])
+        return time.monotonic() - (since_boot - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def make_clock(started: float | None = None) -> Clock:
     """The real clock, or the fake one a test set in ``GLUEBOX_FAKE_CLOCK``."""
     fake = os.environ.get(FAKE_CLOCK_VARIABLE)

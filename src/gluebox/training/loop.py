@@ -187,7 +187,8 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
                 last_step = state["global_step"] >= scheduler.total_steps
                 if validation_due(state["global_step"], end_of_epoch, last_step, config.eval_every_n_steps):
                     validate_now(epoch, bar.write)
-                state["finished"] = last_step or state["stop_reason"] is not None
+                # a plan made after this validation may end the run here too
+                state["finished"] = state["global_step"] >= scheduler.total_steps or state["stop_reason"] is not None
                 checkpoints.after_step(fabric, state, end_of_epoch=end_of_epoch or state["finished"])
                 if state["finished"]:
                     break
