@@ -39,8 +39,8 @@ class OptimConfig:
     warmup_steps: int
     gradient_clip_val: float
     fused: bool = True
-    """Fused AdamW where the device has it; off under mixed precision, whose loss scaling unscales
-    gradients before clipping (a fused optimizer unscales them inside its own step)."""
+    """Fused AdamW where the device has it (bf16-mixed included: it scales no loss); off under 16-mixed,
+    whose loss scaling unscales gradients before clipping (a fused optimizer unscales them inside its own step)."""
     for_loop: bool = False
     """The for-loop AdamW (``--reproducibility portable``): PyTorch's reference implementation, one
     tensor at a time on every device, instead of the fused kernel or CUDA's default ``foreach``."""
