@@ -153,10 +153,10 @@ def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torc
     if x.device.type != "cpu":
         kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
         return (x * scale(p)) * kept.to(x.dtype)
-    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16)
-        kept = np.empty(x.numel(), dtype=np.bool_)
-        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
-        return (x * scale(p)) * torch.from_numpy(kept).view(x.shape).to(x.dtype)
+    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16):
+        kept = np.empty(x.numel(), dtype=np.bool_)  # times the booleans in place, the same bits as times
+        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)  # k in x's dtype, one pass and copy fewer
+        return (x * scale(p)).mul_(torch.from_numpy(kept).view(x.shape))
     source = x.detach().contiguous()
     out = torch.empty_like(source)
     _on_all_threads(source.numel(), _apply_numpy, source.view(-1).numpy(), out.view(-1).numpy(), p, key, place)
