@@ -137,7 +137,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     ]
     optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,
                         config.gradient_clip_val,
-                        fused=config.precision == "32" and config.reproducibility == FAST,
+                        fused=config.precision != "16-mixed" and config.reproducibility == FAST,
                         for_loop=config.reproducibility != FAST)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
                   val_loaders, optim, threads, data)
