@@ -31,6 +31,14 @@ over minutes:
   (``--steps`` of them, after ``--warmup`` others); seconds per epoch = mean step time x
   batches per epoch. ``--steps 0`` times every batch of the epoch instead.
 
+``--max_train_samples N`` trains gluebox's ways on the first N examples (with ``--steps 0``, a
+whole epoch of them; the course script ignores it).
+``--validate`` runs the validation split after the epoch in each worker (untimed, alone: the
+coordinator waits for the worker to end), so that each way's peak RSS covers a whole epoch
+(``--steps 0``) plus validation; the result then holds the validation loss and accuracy, and every
+way's mean training loss over its timed steps. The report records the command and the machine's
+load average (``os.getloadavg``) at the start and the end: the machine is shared.
+
 Each step's time runs from the sampler handing out the batch (so collation counts) to the
 end of the optimizer step. Running three ways at once holds about 9 GB; ``--ways`` picks
 fewer. The "dropout" column is the share of a step spent drawing and applying gluebox's
@@ -69,6 +77,9 @@ WAYS = {
                     "lora_dropout": 0.1, "recompute": True},
     "lora-recompute": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "recompute": True},
     "course-script": {"padding": "max_length", "group_by_length": False, "program": "course_baseline.py"},
+    "gluebox-bf16": {"padding": "dynamic", "group_by_length": True, "precision": "bf16-mixed"},
+    "gluebox-bf16-kept": {"padding": "dynamic", "group_by_length": True, "precision": "bf16-mixed", "recompute": False},
+    "lora-bf16": {"padding": "dynamic", "group_by_length": True, "peft": "lora", "precision": "bf16-mixed"},
     "portable": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable"},
     "portable-t2": {"padding": "dynamic", "group_by_length": True, "reproducibility": "portable", "num_threads": 2},
     "gluebox-nodropout": {"padding": "dynamic", "group_by_length": True, "dropout_rate": 0.0},
@@ -90,6 +101,8 @@ gluebox-1024, gluebox-1536: the defaults with a lower token cap (--micro_batch_t
 defaults with --dropout_rate 0 (what dropout's random masks and the attention kernel they force cost).
 gluebox-torch-dropout: the defaults with PyTorch's generator for the dropout masks (GLUEBOX_DROPOUT_GENERATOR=torch:
 the masks before gluebox drew them from Philox, kept for the recomputation).
+gluebox-bf16: the defaults with --precision bf16-mixed (bfloat16 autocast; recompute on); gluebox-bf16-kept: the same
+with --no-recompute (bf16-mixed's way before recompute worked under it); lora-bf16: --peft lora under bf16-mixed.
 lora: the defaults with --peft lora (rank 8 adapters on q_lin and v_lin, the head in full, the rest frozen,
 no adapter dropout, micro-batches of at most 1024 tokens, no recompute); lora-2048: with --micro_batch_tokens 2048;
 lora-dropout: with --lora_dropout 0.1; lora-before: both, with --recompute (LoRA's defaults before); lora-recompute:
@@ -205,7 +218,8 @@ def worker(args) -> dict:
 
     way = {key: value for key, value in WAYS[args.way].items() if key != "env"}
     quiet_libraries()
-    config = TrainConfig(model_name_or_path=args.model, data_dir=args.data_dir, **way)
+    config = TrainConfig(model_name_or_path=args.model, data_dir=args.data_dir, max_train_samples=args.max_train_samples,
+                         **way)
     recipe = build(config)
     train, model, plan, threads = recipe.encoded["train"], recipe.model, recipe.plan, recipe.threads
     embedding_params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
@@ -228,16 +242,28 @@ def worker(args) -> dict:
     optimizer = fabric.setup_optimizers(optimizer)
     dropout = DropoutStream(config.seed)
     clock = DropoutClock()
-    step_tokens, step_padded, step_dropout = [], [], []
+    step_tokens, step_padded, step_dropout, step_losses = [], [], [], []
     for step, batch in enumerate(loader):
         before = clock.seconds
-        train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val, embedding,
-                   dropout, step)
+        step_losses.append(train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task,
+                                      recipe.optim.gradient_clip_val, embedding, dropout, step))
         step_tokens.append(batch.num_tokens)
         step_padded.append(sum(mb["input_ids"].numel() for mb in batch.micro_batches))
         step_dropout.append(clock.seconds - before)
     timed_dropout = step_dropout[len(warmup): len(warmup) + len(timed)]
+    validation = {}
+    if args.validate:
+        from gluebox.training.classifier import validate
+
+        started = time.perf_counter()
+        scores = validate(fabric, wrapped, recipe.task, list(recipe.task.validation_splits), recipe.val_loaders)
+        validation = {"validation_seconds": time.perf_counter() - started,
+                      **{k: v for k, v in scores.items() if isinstance(v, float)}}
     return {
+        "precision": config.precision,
+        "recompute": config.recomputes,
+        "mean_train_loss_timed_steps": statistics.mean(step_losses[len(warmup): len(warmup) + len(timed)]),
+        **validation,
         "way": args.way,
         "padding": config.padding,
         "group_by_length": config.group_by_length,
@@ -372,7 +398,8 @@ class Worker:
 
     def __init__(self, way: str, args, model: str):
         command = [sys.executable, __file__, "--way", way, "--model", model, "--data_dir", args.data_dir,
-                   "--warmup", str(args.warmup), "--steps", str(args.steps)]
+                   "--warmup", str(args.warmup), "--steps", str(args.steps)] + (["--validate"] if args.validate else []) \
+            + (["--max_train_samples", str(args.max_train_samples)] if args.max_train_samples else [])
         self.way = way
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=worker_environment(way))
@@ -418,11 +445,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per way (0: every batch of an epoch).")
     parser.add_argument("--ways", default="course,gluebox,lean")
     parser.add_argument("--output", default="benchmarks/results.json")
+    parser.add_argument("--validate", action="store_true", help="Validate after the epoch (peak RSS covers it).")
+    parser.add_argument("--max_train_samples", type=int, default=None,
+                        help="The first N training examples (gluebox's ways; an epoch of them with --steps 0).")
     parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.way:
         print(PROTOCOL + "result " + json.dumps(worker(args)), flush=True)
         return
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(make_distilbert(Path(tmp) / "distilbert-shaped"))
         workers = [Worker(way, args, model) for way in args.ways.split(",")]
@@ -442,6 +473,9 @@ def main() -> None:
         result["fraction_of_matmul_peak"] = result["useful_gflops"] / peak_gflops
     by_way = {r["way"]: r for r in results}
     report = {
+        "command": " ".join(["python", *sys.argv]),
+        "load_average_start": load_at_start,
+        "load_average_end": os.getloadavg(),
         "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -452,6 +486,8 @@ def main() -> None:
     if "course" in by_way and "gluebox" in by_way:
         report["speedup"] = by_way["course"]["seconds_per_epoch"] / by_way["gluebox"]["seconds_per_epoch"]
         report["epoch_time_ratio"] = 1 / report["speedup"]
+    if "gluebox-bf16" in by_way and "gluebox" in by_way:
+        report["bf16_speedup"] = by_way["gluebox"]["seconds_per_epoch"] / by_way["gluebox-bf16"]["seconds_per_epoch"]
     if "lora" in by_way and "gluebox" in by_way:
         report["lora_epoch_time_ratio"] = by_way["lora"]["seconds_per_epoch"] / by_way["gluebox"]["seconds_per_epoch"]
     if "course-script" in by_way and "gluebox" in by_way:
@@ -472,6 +508,10 @@ def main() -> None:
         print(f"gluebox epoch time = {report['epoch_time_ratio']:.2f} x the course way ({report['speedup']:.2f}x faster)")
     if "lora_epoch_time_ratio" in report:
         print(f"lora epoch time = {report['lora_epoch_time_ratio']:.2f} x gluebox's full fine-tuning")
+    if "bf16_speedup" in report:
+        print(f"--precision bf16-mixed: {report['bf16_speedup']:.2f}x faster than the fp32 default")
+    print(f"load average {', '.join(f'{x:.2f}' for x in report['load_average_start'])} at the start, "
+          f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])} at the end")
     if "speedup_over_course_script" in report:
         print(f"gluebox is {report['speedup_over_course_script']:.2f}x faster than the course script")
 

@@ -3,6 +3,9 @@ step (gluebox's recipe, data pipeline and :func:`gluebox.training.classifier.tra
 
     python benchmarks/profile_step.py --model DISTILBERT_SHAPED --steps 6 --output benchmarks/profile-distilbert.txt
 
+``--precision bf16-mixed`` profiles the step under bfloat16 autocast (``--precision 32``, the default,
+in float32; ``--precision 32,bf16-mixed`` both, taking turns like the generators).
+
 ``--generators philox,torch`` profiles each dropout generator over the same batches, the two taking
 turns step by step in this one process (``GLUEBOX_DROPOUT_GENERATOR`` is read at every step). For
 each it reports the mean step time, the time in gluebox's dropout (its masks drawn and applied; NumPy
@@ -32,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="Profiled steps per generator (stratified).")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--generators", default="philox,torch")
+    parser.add_argument("--precision", default="32", help="Comma-separated --precision values to profile.")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--output", default=None, help="Also write the report to this file.")
     args = parser.parse_args()
@@ -60,55 +64,59 @@ def profile(model: str, args) -> str:
     from gluebox.training.quiet import quiet_libraries
 
     quiet_libraries()
-    config = TrainConfig(model_name_or_path=model, data_dir=args.data_dir)
-    recipe = build(config)
-    train = recipe.encoded["train"]
-    epoch = recipe.batch_sampler.batches(0)
-    padded = [len(b) * int(train.lengths[b].max()) for b in epoch]
-    timed = stratified(epoch, padded, args.steps)
-    warmup = [b for b in epoch if b not in timed][: args.warmup]
-    fabric = make_fabric(config)
     deterministic()
-    wrapped = fabric.setup_module(recipe.model)
-    embedding = EmbeddingGradient(recipe.model)
-    generators = args.generators.split(",")
-    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(generators) * len(epoch), fabric.device)
-    optimizer = fabric.setup_optimizers(optimizer)
-    stream = dropout.DropoutStream(config.seed)
     clock = DropoutClock()
+    generators = args.generators.split(",")
+    ways = [(precision, generator) for precision in args.precision.split(",") for generator in generators]
+    steppers = {}
+    for precision in args.precision.split(","):  # one model, optimizer and Fabric per precision, same weights
+        config = TrainConfig(model_name_or_path=model, data_dir=args.data_dir, precision=precision)
+        recipe = build(config)
+        train = recipe.encoded["train"]
+        epoch = recipe.batch_sampler.batches(0)
+        padded = [len(b) * int(train.lengths[b].max()) for b in epoch]
+        timed = stratified(epoch, padded, args.steps)
+        warmup = [b for b in epoch if b not in timed][: args.warmup]
+        fabric = make_fabric(config)
+        wrapped = fabric.setup_module(recipe.model)
+        embedding = EmbeddingGradient(recipe.model)
+        optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, len(generators) * len(epoch), fabric.device)
+        optimizer = fabric.setup_optimizers(optimizer)
+        steppers[precision] = (recipe, fabric, wrapped, embedding, optimizer, scheduler, dropout.DropoutStream(config.seed))
 
-    def step(indices, number: int, generator: str) -> float:
+    def step(indices, number: int, way) -> float:
+        precision, generator = way
+        recipe, fabric, wrapped, embedding, optimizer, scheduler, stream = steppers[precision]
         os.environ[dropout.GENERATOR_VARIABLE] = generator
         start = time.perf_counter()
-        batch = recipe.train_collator([train[i] for i in indices])
+        batch = recipe.train_collator([recipe.encoded["train"][i] for i in indices])
         train_step(fabric, wrapped, optimizer, scheduler, batch, recipe.task, recipe.optim.gradient_clip_val,
                    embedding, stream, number)
         return time.perf_counter() - start
 
     for number, indices in enumerate(warmup):
-        for generator in generators:
-            step(indices, number, generator)
-    walls = {g: [] for g in generators}
-    drop = {g: 0.0 for g in generators}
-    profiles = {}
-    for generator in generators:
-        profiles[generator] = torch_profile(activities=[ProfilerActivity.CPU])
+        for way in ways:
+            step(indices, number, way)
+    walls = {w: [] for w in ways}
+    drop = {w: 0.0 for w in ways}
+    profiles = {w: torch_profile(activities=[ProfilerActivity.CPU], acc_events=True) for w in ways}
     for number, indices in enumerate(timed, start=len(warmup)):
-        for generator in generators:
+        for way in ways:
             before = clock.seconds
-            with profiles[generator]:
-                walls[generator].append(step(indices, number, generator))
-            drop[generator] += clock.seconds - before
+            with profiles[way]:
+                walls[way].append(step(indices, number, way))
+            drop[way] += clock.seconds - before
     lines = [f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, model {Path(model).name}, "
-             f"{len(timed)} stratified steps after {len(warmup)} warm-up, the generators taking turns"]
-    for generator in generators:
-        events = profiles[generator].key_averages()
-        wall = sum(walls[generator])
+             f"{len(timed)} stratified steps after {len(warmup)} warm-up, the ways taking turns; "
+             f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"]
+    for way in ways:
+        events = profiles[way].key_averages()
+        wall = sum(walls[way])
         self_total = sum(e.self_cpu_time_total for e in events) / 1e6
         bernoulli = sum(e.cpu_time_total for e in events if e.key == "aten::bernoulli_") / 1e6
-        outside = wall - self_total - drop[generator]
-        lines += ["", f"== {generator}: {statistics.mean(walls[generator]):.3f} s a step; gluebox dropout "
-                      f"{drop[generator] / wall:.1%}, aten::bernoulli_ {bernoulli / wall:.1%}, outside operations "
+        outside = wall - self_total - drop[way]
+        lines += ["", f"== precision {way[0]}, {way[1]}: {statistics.mean(walls[way]):.3f} s a step; gluebox dropout "
+                      f"{drop[way] / wall:.1%}, aten::bernoulli_ {bernoulli / wall:.1%}, outside operations "
                       f"{outside / wall:.1%} ({outside / len(timed) * 1e3:.0f} ms a step)",
                   events.table(sort_by="self_cpu_time_total", row_limit=args.top)]
     return "\n".join(lines)

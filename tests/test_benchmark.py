@@ -66,3 +66,23 @@ def test_benchmark_ways_run_their_own_kernels_and_allocator(tiny_distilbert, sha
     assert portable["cpu_capability"] == "AVX2" and portable["threads"] == 1 and portable["adamw"] == "for-loop"
     assert fast["adamw"] == "fused" and portable["timed_steps"] == 2
     assert fast["allocator"] == ("mimalloc" if mimalloc_library() else "system") and glibc["allocator"] == "system"
+
+
+def test_the_gpu_check_runs_on_the_cpu_as_a_smoke_test(tmp_path):
+    """benchmarks/gpu_check.py cannot be measured without a GPU; --cpu-smoke runs every part of it on the
+    CPU with a tiny model (the masks of the torch-operations path against NumPy's, the precisions, the
+    short run twice, recompute on and off) and writes its results JSON."""
+    from fixtures import write_mrpc
+
+    data = write_mrpc(tmp_path / "mrpc")
+    output = tmp_path / "gpu.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-smoke", "--data_dir", str(data),
+                    "--output", str(output)], check=True, capture_output=True, text=True, timeout=600)
+    report = json.loads(output.read_text())
+    assert report["cpu_smoke"] and report["masks"]["all_equal"] and len(report["masks"]["cases"]) == 6
+    assert set(report["precisions"]) == {"32", "bf16-mixed"}
+    assert all(r["train_seconds"] > 0 and r["best"] for r in report["precisions"].values())
+    short = report["cpu_against_gpu"]
+    assert short["steps"] == 3 and short["max_abs_loss_difference"] == 0.0  # the same device twice: identical
+    assert set(report["recompute"]) == {"recompute", "no-recompute"}
+    assert report["recompute"]["recompute"]["step_losses"] == report["recompute"]["no-recompute"]["step_losses"]

@@ -251,7 +251,10 @@ def test_pytorchs_generator_is_kept_as_a_benchmark_way(monkeypatch):
 def test_attention_is_sdpas_math_kernel(mask_kind, dtype):
     """With dropout left out, :func:`attention` (what answers sdpa with a dropout_p) gives sdpa's math
     kernel's output bit for bit: the same operations in the same order, masks and rows that attend to
-    nothing included (0 there, not NaN), under autocast too."""
+    nothing included (0 there, not NaN). Under autocast (--precision bf16-mixed) it computes in
+    bfloat16 instead of casting up to float32 (issue 24 part 2: those casts were a bf16 step's largest
+    cost after the matrix multiplies): the same values to bfloat16's precision, 0 for rows that attend
+    to nothing."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     generator = torch.Generator().manual_seed(0)
@@ -273,5 +276,10 @@ def test_attention_is_sdpas_math_kernel(mask_kind, dtype):
         masks.draw = lambda x, p: x  # the dropout left out
         with masks:
             ours = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal, dropout_p=0.1)
-    assert ours.dtype == expected.dtype and torch.equal(ours, expected)
-    assert not ours.isnan().any()
+    assert ours.dtype == expected.dtype and not ours.isnan().any()
+    if dtype == "autocast":
+        torch.testing.assert_close(ours.float(), expected.float(), atol=3e-2, rtol=3e-2)
+        if mask_kind.endswith("whole-row"):
+            assert torch.equal(ours[0, :, 2], expected[0, :, 2]) and not ours[0, :, 2].any()
+    else:
+        assert torch.equal(ours, expected)

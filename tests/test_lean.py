@@ -104,9 +104,11 @@ class CountDraws(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_recompute_draws_the_forwards_masks_again_from_their_counters(attention, monkeypatch):
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_recompute_draws_the_forwards_masks_again_from_their_counters(attention, autocast, monkeypatch):
     """With gluebox's masks the backward pass recomputes each layer's attention with the masks of the
-    forward's places (drawn again from their counters; nothing kept), and nothing else draws."""
+    forward's places (drawn again from their counters; nothing kept), and nothing else draws: in
+    float32 and under bfloat16 autocast (--precision bf16-mixed) alike."""
     from gluebox.training import dropout
 
     places, drawn, original = {}, [], dropout.dropout
@@ -115,7 +117,7 @@ def test_recompute_draws_the_forwards_masks_again_from_their_counters(attention,
         model = tiny("bert", attention, lean=lean)
         drawn.clear()
         step = DropoutStream(seed=3).step(0, 0)
-        with step:
+        with step, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=torch.randint(1000, 3000, (2, 9)), labels=torch.tensor([0, 1])).loss
         forward = list(drawn)
         loss.backward()

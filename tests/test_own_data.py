@@ -358,10 +358,11 @@ def test_the_default_task_from_the_environment_does_not_name_your_data(monkeypat
     assert resolve({}).task_name == "sst2"
     config = resolve({"train_file": str(tmp_path / "my reviews.csv")})
     assert config.task_name is None and config.resolved_task_name == "my reviews"
-    from gluebox.recipe.train import default_run_path
+    from gluebox.recipe.train import default_run_name
 
     monkeypatch.setenv("GLUEBOX_RUNS_DIR", str(tmp_path))
-    assert default_run_path(config).name.startswith("my-reviews-distilbert-base-uncased-")
+    parent, stem = default_run_name(config)
+    assert parent == tmp_path and stem.startswith("my-reviews-distilbert-base-uncased-")
     assert resolve({"train_file": "a.csv", "task_name": "rte"}).task_name == "rte"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -188,3 +189,55 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_bert):
     assert all(n.endswith("bias") or "LayerNorm" in n for n in no_decay_names)
     assert not any(n.endswith("bias") or "LayerNorm" in n for n in decay_names)
     assert "bert.encoder.layer.0.attention.self.query.weight" in decay_names
+
+
+def test_bf16_mixed_casts_each_weight_once_a_step_whatever_its_micro_batches(tiny_bert, monkeypatch):
+    """Under --precision bf16-mixed a step of 3 micro-batches casts each weight matrix to bfloat16 once
+    (autocast's cache kept for the step), not once per micro-batch; and the step's results are the same
+    bit for bit as with the casts made again for every micro-batch."""
+    import lightning as L
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gluebox.data.batching import TrainBatch
+    from gluebox.training import classifier
+    from gluebox.training.classifier import EmbeddingGradient, OptimConfig, make_optimizer, train_step
+    from gluebox.training.dropout import DropoutStream
+
+    class CountCasts(TorchDispatchMode):
+        def __init__(self, weights):
+            super().__init__()
+            self.weights, self.casts = {w.data_ptr(): 0 for w in weights}, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16 \
+                    and args[0].data_ptr() in self.weights:
+                self.casts += 1
+                self.weights[args[0].data_ptr()] += 1
+            return func(*args, **kwargs)
+
+    generator = torch.Generator().manual_seed(0)
+    micro_batches = [{"input_ids": torch.randint(1000, 3000, (4, 12), generator=generator),
+                      "attention_mask": torch.ones(4, 12, dtype=torch.long),
+                      "labels": torch.randint(0, 2, (4,), generator=generator)} for _ in range(3)]
+
+    def one_step():
+        torch.manual_seed(0)
+        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
+        fabric = L.Fabric(accelerator="cpu", devices=1, precision="bf16-mixed")
+        wrapped = fabric.setup_module(model)
+        optimizer, scheduler = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
+        optimizer = fabric.setup_optimizers(optimizer)
+        matrices = [p for p in model.parameters() if p.ndim == 2 and p is not model.get_input_embeddings().weight]
+        counter = CountCasts(matrices)
+        with counter:
+            loss = train_step(fabric, wrapped, optimizer, scheduler, TrainBatch(micro_batches, 12, 144), GLUE_TASKS["mrpc"],
+                              1.0, EmbeddingGradient(model), DropoutStream(1), 0)
+        return counter.casts, max(counter.weights.values()), loss, [p.detach().clone() for p in model.parameters()]
+
+    casts, most, loss, weights = one_step()
+    assert casts >= 12 and most == 1  # each linear layer's weight cast once for the whole step
+    monkeypatch.setattr(classifier, "weight_casts_kept_for_the_step", lambda fabric, n: contextlib.nullcontext())
+    casts_again, most_again, loss_again, weights_again = one_step()
+    assert casts_again == 3 * casts and most_again == 3  # as before: once per micro-batch
+    assert loss_again == loss and all(torch.equal(a, b) for a, b in zip(weights, weights_again))

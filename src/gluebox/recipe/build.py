@@ -137,10 +137,10 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
                    collate_fn=Collator(encoded[s], pad_id, pad_to))
         for s in task.validation_splits
     ]
-    optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.gradient_clip_val,
-                        lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
-                        warmup_ratio=config.warmup_ratio,
-                        fused=config.precision == "32" and config.reproducibility == FAST,
-                        for_loop=config.reproducibility != FAST)
+    optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,
+                        config.gradient_clip_val,
+                        fused=config.precision != "16-mixed" and config.reproducibility == FAST,
+                        for_loop=config.reproducibility != FAST,
+                        lr_scheduler=config.lr_scheduler, warmup_ratio=config.warmup_ratio)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
                   val_loaders, optim, threads, data)

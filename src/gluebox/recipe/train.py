@@ -170,7 +170,7 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         from gluebox.runs.environment import describe
         from gluebox.training.checkpoints import Checkpoints
         from gluebox.training.distributed import end_processes
-        from gluebox.training.eta import estimate_epoch_seconds
+        from gluebox.training.eta import estimate_epoch_seconds, matmul_speeds, precision_hint
         from gluebox.training.hardware import device_name
         from gluebox.training.loop import check_validation_shards, fit, make_fabric
         from gluebox.training.signals import StopRequest
@@ -204,7 +204,11 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
                 accepted = check_unchanged(resume, environment, config.reproducibility)
             print(recipe.plan.describe(), flush=True)
-            print(estimate_epoch_seconds(recipe, fabric.world_size)[1], flush=True)
+            speeds = matmul_speeds()
+            print(estimate_epoch_seconds(recipe, fabric.world_size, speeds)[1], flush=True)
+            hint = precision_hint(speeds, config.precision, device, portable=config.reproducibility != "fast")
+            if hint is not None:
+                print(hint, flush=True)
             if config.peft == "lora":
                 from gluebox.training.adapters import describe_lora
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from gluebox.errors import GlueboxError
 from gluebox.suite.spec import Suite
 from gluebox.tasks import GLUE_TASKS
-from gluebox.training.eta import duration, matmul_gflops, training_seconds
+from gluebox.training.eta import MatmulSpeeds, duration, matmul_speeds, precision_hint, training_seconds
 
 SAMPLE = 512
 """Examples tokenized to estimate a split's mean length."""
@@ -50,14 +50,21 @@ class TaskPlan:
 class SuitePlan:
     tasks: list[TaskPlan] = field(default_factory=list)
     gflops: float = 0.0
+    """Matrix-multiply speed in the suite's precision (bfloat16 under bf16-mixed, else float32)."""
     threads: int = 1
+    precision: str = "32"
+    bf16_gflops: float = 0.0
+    float32_gflops: float = 0.0
+    hint: str | None = None
+    """:func:`~gluebox.training.eta.precision_hint`'s line for the suite, if any."""
 
     @property
     def seconds(self) -> float:
         return sum(t.seconds for t in self.tasks if t.state != "complete")
 
     def to_dict(self) -> dict:
-        return {"gflops": self.gflops, "threads": self.threads, "seconds": self.seconds,
+        return {"gflops": self.gflops, "float32_gflops": self.float32_gflops, "bf16_gflops": self.bf16_gflops,
+                "precision": self.precision, "threads": self.threads, "seconds": self.seconds,
                 "tasks": [asdict(t) for t in self.tasks]}
 
     def describe(self) -> str:
@@ -75,8 +82,11 @@ class SuitePlan:
                          t.memory])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+        kind = "bfloat16" if self.precision == "bf16-mixed" else "float32"
         lines.append(f"  total: about {duration(self.seconds)} on this machine ({self.threads} thread(s), "
-                     f"matrix multiply at {self.gflops:.0f} GFLOP/s)")
+                     f"{kind} matrix multiply at {self.gflops:.0f} GFLOP/s)")
+        if self.hint:
+            lines.append("  " + self.hint)
         if self.seconds > DAY:
             big = sorted((t for t in self.tasks if t.state != "complete"), key=lambda t: -t.seconds)[:2]
             names = " and ".join(f"{t.task} ({duration(t.seconds)}, {t.train:,} training examples)" for t in big)
@@ -103,10 +113,10 @@ def share_time(plan: SuitePlan, budget: float, own: dict[str, float]) -> dict[st
 
 
 def estimate_seconds(non_embedding: int, parameters: int, layers: int, gflops: float, epochs: int, steps: int,
-                     train_tokens: float, validation_tokens: float, test_tokens: float) -> float:
+                     train_tokens: float, validation_tokens: float, test_tokens: float, precision: str = "32") -> float:
     """Training (``steps`` over all epochs), validation after every epoch, and the test predictions of one task."""
     return training_seconds(non_embedding, parameters, layers, gflops, steps, epochs * train_tokens,
-                            epochs * validation_tokens + test_tokens)
+                            epochs * validation_tokens + test_tokens, precision=precision)
 
 
 def token_stats(examples, tokenizer, max_seq_length: int, seed: int = 0) -> tuple[float, int]:
@@ -187,10 +197,15 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        gflops = matmul_gflops()
+        speeds: MatmulSpeeds = matmul_speeds()
     finally:
         torch.set_num_threads(previous)
-    plan = SuitePlan(gflops=gflops, threads=threads)
+    from gluebox.training.hardware import device_name
+
+    plan = SuitePlan(gflops=speeds.for_precision(first.precision), threads=threads, precision=first.precision,
+                     bf16_gflops=speeds.bfloat16, float32_gflops=speeds.float32,
+                     hint=precision_hint(speeds, first.precision, device_name(first.accelerator),
+                                         portable=first.reproducibility != "fast"))
     for name in suite.tasks:
         config = suite.config(name)
         task = GLUE_TASKS[name]
@@ -211,7 +226,8 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
         steps = config.epochs * -(-len(train) // config.train_batch_size)
         seconds = estimate_seconds(
             non_embedding, parameters, memory.model_shape(model_config)[1], plan.gflops, config.epochs, steps, mean * len(train),
-            mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()))
+            mean * sum(len(v) for v in validation.values()), mean * sum(len(v) for v in tests.values()),
+            config.precision)
         memory_plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget, parameters,
                                   model_config, longest, config.recomputes, trainable_parameters=trainable,
                                   release_memory=config.release_memory, micro_batch_tokens=config.token_cap)

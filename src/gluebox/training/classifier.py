@@ -37,18 +37,19 @@ class OptimConfig:
     learning_rate: float
     weight_decay: float
     adam_epsilon: float
+    warmup_steps: int | None
+    """``--warmup_steps``; None: ``warmup_ratio``'s share, or the default (:meth:`warmup`)."""
     gradient_clip_val: float
-    lr_scheduler: str = "linear"
-    """A name transformers' ``get_scheduler`` knows (``--lr_scheduler``)."""
-    warmup_steps: int | None = None
-    warmup_ratio: float | None = None
-    """Warmup as a share of the planned steps (``--warmup_ratio``), when ``warmup_steps`` is None."""
     fused: bool = True
-    """Fused AdamW where the device has it; off under mixed precision, whose loss scaling unscales
-    gradients before clipping (a fused optimizer unscales them inside its own step)."""
+    """Fused AdamW where the device has it (bf16-mixed included: it scales no loss); off under 16-mixed,
+    whose loss scaling unscales gradients before clipping (a fused optimizer unscales them inside its own step)."""
     for_loop: bool = False
     """The for-loop AdamW (``--reproducibility portable``): PyTorch's reference implementation, one
     tensor at a time on every device, instead of the fused kernel or CUDA's default ``foreach``."""
+    lr_scheduler: str = "linear"
+    """A name transformers' ``get_scheduler`` knows (``--lr_scheduler``)."""
+    warmup_ratio: float | None = None
+    """Warmup as a share of the planned steps (``--warmup_ratio``), when ``warmup_steps`` is None."""
 
     def warmup(self, total_steps: int) -> int:
         """Warmup steps of a schedule over ``total_steps``: ``--warmup_steps``, ``--warmup_ratio``'s share
@@ -188,6 +189,21 @@ class EmbeddingGradient:
         self.weight.grad = self.buffer
 
 
+def weight_casts_kept_for_the_step(fabric, micro_batches: int):
+    """Under mixed precision, each weight cast to the low dtype once per optimizer step instead of once
+    per micro-batch.
+
+    Autocast keeps the casts of weights (leaf tensors that need a gradient) in a cache that it
+    empties when the outermost autocast context ends; Fabric enters one around every forward pass.
+    An outer context with autocast disabled keeps the cache across the step's micro-batches and
+    leaves everything else as it was: the backward passes still run outside autocast, the values
+    cast are the same, and the cache is emptied before the optimizer changes the weights."""
+    mixed = getattr(fabric.strategy.precision, "precision", "32") in ("bf16-mixed", "16-mixed")
+    if not mixed or micro_batches < 2:
+        return contextlib.nullcontext()
+    return torch.autocast(fabric.device.type, enabled=False)
+
+
 def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Task, clip: float,
                embedding: EmbeddingGradient, dropout: DropoutStream, step: int) -> float:
     """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes).
@@ -200,16 +216,17 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
     embedding.start()
     batch_loss = torch.zeros((), device=fabric.device)
     last = len(batch.micro_batches) - 1
-    for number, micro_batch in enumerate(batch.micro_batches):
-        micro_batch = fabric.to_device(micro_batch)
-        with fabric.no_backward_sync(model, enabled=number != last):
-            with dropout.step(step, number) or contextlib.nullcontext():
-                scores = logits(model, micro_batch)
-            loss = loss_sum(task, scores, micro_batch["labels"]) / batch.num_examples
-            if batch.filler:
-                loss = loss * 0.0
-            fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
-        batch_loss += loss.detach()
+    with weight_casts_kept_for_the_step(fabric, len(batch.micro_batches)):
+        for number, micro_batch in enumerate(batch.micro_batches):
+            micro_batch = fabric.to_device(micro_batch)
+            with fabric.no_backward_sync(model, enabled=number != last):
+                with dropout.step(step, number) or contextlib.nullcontext():
+                    scores = logits(model, micro_batch)
+                loss = loss_sum(task, scores, micro_batch["labels"]) / batch.num_examples
+                if batch.filler:
+                    loss = loss * 0.0
+                fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
+            batch_loss += loss.detach()
     if clip > 0:
         fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
     optimizer.step()

@@ -153,10 +153,10 @@ def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torc
     if x.device.type != "cpu":
         kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
         return (x * scale(p)) * kept.to(x.dtype)
-    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16)
-        kept = np.empty(x.numel(), dtype=np.bool_)
-        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
-        return (x * scale(p)) * torch.from_numpy(kept).view(x.shape).to(x.dtype)
+    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16):
+        kept = np.empty(x.numel(), dtype=np.bool_)  # times the booleans in place, the same bits as times
+        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)  # k in x's dtype, one pass and copy fewer
+        return (x * scale(p)).mul_(torch.from_numpy(kept).view(x.shape))
     source = x.detach().contiguous()
     out = torch.empty_like(source)
     _on_all_threads(source.numel(), _apply_numpy, source.view(-1).numpy(), out.view(-1).numpy(), p, key, place)
@@ -186,11 +186,18 @@ def dropout(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> to
 
 
 def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, softmax_scale=None,
-              enable_gqa=False, *, dropout_with) -> torch.Tensor:
+              enable_gqa=False, *, dropout_with, reduced_precision: bool = False) -> torch.Tensor:
     """``scaled_dot_product_attention``'s math kernel, the same operations in the same order, with
-    its dropout by ``dropout_with(probabilities, p)``."""
-    if query.dtype in (torch.float16, torch.bfloat16):  # the kernel computes these in float32 (on the CPU, and
-        upcast = [t.float() for t in (query, key, value)]  # elsewhere unless reduced-precision math is allowed)
+    its dropout by ``dropout_with(probabilities, p)``.
+
+    float16 and bfloat16 inputs are computed in float32, as that kernel does on the CPU; with
+    ``reduced_precision`` (under autocast: ``--precision bf16-mixed``) in their own type instead,
+    as autocast runs a model's eager attention: both matrix multiplies in bfloat16 (accumulating in
+    float32) and the softmax on bfloat16 scores (float32 inside PyTorch's kernel). That saves
+    casting queries, keys, values and their gradients up and back down in every layer, the largest
+    cost of a bf16 step after the matrix multiplies (``benchmarks/profile_step.py``)."""
+    if query.dtype in (torch.float16, torch.bfloat16) and not reduced_precision:
+        upcast = [t.float() for t in (query, key, value)]  # float32 math, as sdpa's CPU math kernel
         return attention(*upcast, attn_mask, dropout_p, is_causal, softmax_scale, enable_gqa,
                          dropout_with=dropout_with).to(query.dtype)
     factor = math.sqrt(softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(query.size(-1)))
@@ -278,7 +285,7 @@ class StepMasks(TorchFunctionMode):
                 low = torch.get_autocast_dtype(device)  # autocast runs sdpa on its inputs cast to this dtype
                 with torch.autocast(device, enabled=False):
                     values[:4] = [t.to(low) if t is not None and t.is_floating_point() else t for t in values[:4]]
-                    return attention(*values, dropout_with=self.draw)
+                    return attention(*values, dropout_with=self.draw, reduced_precision=True)
         return func(*args, **kwargs)
 
 

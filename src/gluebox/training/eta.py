@@ -3,12 +3,18 @@ the first steps.
 
 Before training (printed beside the memory plan, and in ``gluebox glue``'s plan),
 :func:`training_seconds`: the epoch's useful work (6 x non-embedding parameters x padded training
-tokens, plus 2 x that per validation token) at the speed of this machine's matrix multiplies,
-measured for a fraction of a second on constant matrices, times the share of that speed training
-reached in ``benchmarks/bench_train.py`` (0.66 with whole batches, 0.41 under a memory budget's
-micro-batches), plus the fixed work of every optimizer step: AdamW and clipping over every
-parameter, and the operators of each layer, which cost the same on a short batch as on a long
-one. Then the measured estimate: after the first steps of an epoch, the real tokens per second
+tokens, plus 2 x that per validation token) at the speed of this machine's matrix multiplies in
+the run's precision (float32, or bfloat16 under ``--precision bf16-mixed``), measured for a
+fraction of a second on constant matrices (:func:`matmul_speeds`), times the share of that speed
+training reached in ``benchmarks/bench_train.py`` (in float32 0.66 with whole batches, 0.41
+under a memory budget's micro-batches), plus the fixed work of every optimizer step: AdamW and
+clipping over every parameter, and the operators of each layer, which cost the same on a short
+batch as on a long one.
+
+The same probe says whether this CPU multiplies bfloat16 natively (:func:`precision_hint`): where
+it does at least :data:`BF16_HINT_RATIO` times faster than float32, the run's first lines suggest
+``--precision bf16-mixed``; where it multiplies bfloat16 slower than float32 (no bfloat16 units:
+the products are converted and computed in float32), a run that asked for it is told so. Then the measured estimate: after the first steps of an epoch, the real tokens per second
 of steps 2 onwards, applied to the epoch's real tokens.
 
 Nothing here touches the model, the data order or any random generator: the results of a run are
@@ -18,6 +24,7 @@ the same with and without it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +34,13 @@ SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
 """Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
 memory"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
 with micro-batches)."""
+BF16_SHARE_OF_MATMUL_SPEED = 0.09
+"""The same under ``--precision bf16-mixed``, over the bfloat16 ``torch.mm`` peak: the rest of the step
+(casts, LayerNorm, dropout, AdamW) does not get faster with the matrix multiplies. ``benchmarks/
+results-bf16.json``: a DistilBERT epoch 1.30x as fast as float32's, where the probe measured
+bfloat16 at about 10x float32 (2 Intel Xeon CPUs with AMX): 0.66 x 1.30 / 10."""
+BF16_HINT_RATIO = 2.0
+"""bfloat16 matrix multiplies at least this many times faster than float32: the run suggests bf16-mixed."""
 
 STEP_SECONDS_PER_PARAMETER = 0.12 / 67e6
 """Fixed work of an optimizer step (fused AdamW, clipping): about 0.12 s for DistilBERT's 67M parameters."""
@@ -56,13 +70,15 @@ def _about(seconds: float) -> str:
     return f"about {duration(seconds)}" if seconds >= 1 else duration(seconds)
 
 
-def matmul_gflops(size: int = 1024, repeats: int = 4) -> float:
-    """This process's fp32 matrix-multiply speed (best of ``repeats``), on constant matrices (no random draws)."""
+def matmul_gflops(size: int = 1024, repeats: int = 4, dtype=None) -> float:
+    """This process's matrix-multiply speed in ``dtype`` (float32 by default; best of ``repeats``), on
+    constant matrices (no random draws)."""
     import torch
 
-    a = torch.full((size, size), 0.5)
-    b = torch.full((size, size), 0.25)
-    out = torch.empty(size, size)
+    dtype = dtype or torch.float32
+    a = torch.full((size, size), 0.5, dtype=dtype)
+    b = torch.full((size, size), 0.25, dtype=dtype)
+    out = torch.empty(size, size, dtype=dtype)
     torch.mm(a, b, out=out)  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -70,6 +86,48 @@ def matmul_gflops(size: int = 1024, repeats: int = 4) -> float:
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / max(best, 1e-9) / 1e9
+
+
+@dataclass(frozen=True)
+class MatmulSpeeds:
+    """This machine's matrix-multiply speeds, GFLOP/s on its CPU threads."""
+
+    float32: float
+    bfloat16: float
+
+    @property
+    def bf16_ratio(self) -> float:
+        """How many times faster bfloat16 multiplies than float32."""
+        return self.bfloat16 / max(self.float32, 1e-9)
+
+    def for_precision(self, precision: str) -> float:
+        """The speed of the matrix multiplies of a run under ``--precision``."""
+        return self.bfloat16 if precision == "bf16-mixed" else self.float32
+
+
+def matmul_speeds() -> MatmulSpeeds:
+    """Measure float32 and bfloat16 matrix multiplies (a fraction of a second on most CPUs)."""
+    import torch
+
+    return MatmulSpeeds(matmul_gflops(), matmul_gflops(dtype=torch.bfloat16))
+
+
+def precision_hint(speeds: MatmulSpeeds, precision: str, device: str = "cpu", portable: bool = False) -> str | None:
+    """The line a CPU run prints about bfloat16, or None: the suggestion of ``--precision bf16-mixed``
+    where bfloat16 multiplies at least :data:`BF16_HINT_RATIO` times faster than float32 (not to a
+    ``--reproducibility portable`` run, whose point is float32's numbers everywhere), and a warning
+    where a run asked for bf16-mixed and bfloat16 is slower than float32 here."""
+    if device != "cpu":
+        return None
+    ratio = speeds.bf16_ratio
+    if precision == "32" and ratio >= BF16_HINT_RATIO and not portable:
+        return (f"hint: this CPU multiplies bfloat16 matrices {ratio:.1f}x as fast as float32 "
+                f"({speeds.bfloat16:.0f} against {speeds.float32:.0f} GFLOP/s): --precision bf16-mixed trains "
+                "faster here (results differ from float32's in their last digits)")
+    if precision == "bf16-mixed" and ratio < 1.0:
+        return (f"note: this CPU has no bfloat16 units (bfloat16 matrix multiplies at {ratio:.2f}x float32's speed): "
+                "--precision bf16-mixed is slower here than the default --precision 32; going on")
+    return None
 
 
 def padded_train_tokens(batches: list[list[int]], lengths: np.ndarray, pad_to: int | None) -> int:
@@ -88,29 +146,36 @@ def non_embedding_parameters(model) -> int:
 
 def training_seconds(non_embedding: int, parameters: int, layers: int, gflops: float, steps: int,
                      train_tokens: float, evaluated_tokens: float = 0.0, returns_freed_memory: bool = False,
-                     processes: int = 1) -> float:
+                     processes: int = 1, precision: str = "32") -> float:
     """Estimated seconds for ``steps`` optimizer steps over ``train_tokens`` tokens and a forward pass over
-    ``evaluated_tokens``, on ``processes`` processes whose matrix multiplies run at ``gflops``."""
-    rate = gflops * 1e9 * SHARE_OF_MATMUL_SPEED[returns_freed_memory] * processes
+    ``evaluated_tokens``, on ``processes`` processes whose matrix multiplies (in ``precision``'s type) run
+    at ``gflops``."""
+    share = SHARE_OF_MATMUL_SPEED[returns_freed_memory]
+    if precision == "bf16-mixed":
+        share *= BF16_SHARE_OF_MATMUL_SPEED / SHARE_OF_MATMUL_SPEED[False]
+    rate = gflops * 1e9 * share * processes
     fixed = steps * (STEP_SECONDS_PER_PARAMETER * parameters + STEP_SECONDS_PER_LAYER * layers) / processes
     return (6 * train_tokens + 2 * evaluated_tokens) * non_embedding / rate + fixed
 
 
-def estimate_epoch_seconds(recipe, processes: int = 1) -> tuple[float, str]:
-    """The rough estimate of one epoch (training and validation) and a line that says how it was made."""
+def estimate_epoch_seconds(recipe, processes: int = 1, speeds: MatmulSpeeds | None = None) -> tuple[float, str]:
+    """The rough estimate of one epoch (training and validation) and a line that says how it was made,
+    from ``speeds`` (measured here when not given) in the run's precision."""
     config = recipe.config
     pad_to = config.max_seq_length if config.padding == "max_length" else None
     train = recipe.encoded["train"]
     tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, pad_to)
     eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
                       for s in recipe.task.validation_splits)
-    gflops = matmul_gflops()
+    speeds = speeds or matmul_speeds()
+    gflops = speeds.for_precision(config.precision)
     steps = len(recipe.batch_sampler)
     seconds = training_seconds(non_embedding_parameters(recipe.model), sum(p.numel() for p in recipe.model.parameters()),
                                model_shape(recipe.model.config)[1], gflops, steps, tokens, eval_tokens,
-                               recipe.plan.returns_freed_memory, processes)
+                               recipe.plan.returns_freed_memory, processes, config.precision)
+    kind = "bfloat16" if config.precision == "bf16-mixed" else "float32"
     line = (f"time estimate: {_about(seconds)} per epoch on this machine ({steps} steps, "
-            f"{tokens:,} padded training tokens, matrix multiplies at {gflops:.0f} GFLOP/s); "
+            f"{tokens:,} padded training tokens, {kind} matrix multiplies at {gflops:.0f} GFLOP/s); "
             f"{config.epochs} epoch(s) {_about(seconds * config.epochs)}; "
             f"a measured estimate follows step {MEASURED_AFTER_STEPS}")
     return seconds, line

@@ -14,9 +14,12 @@ instead of kept from the forward pass, in every layer:
   (PyTorch's generator, a benchmark way) the forward keeps the masks it drew, one byte an
   element (:class:`DropoutMasks`), and the backward gets them back instead of drawing anew,
   with ``sdpa`` pinned to its math kernel (the one it runs with dropout on the CPU anyway:
-  under checkpointing it would otherwise pick another kernel).
-  Without dropout, outside training, or under mixed precision, the model's own attention
-  runs as before.
+  under checkpointing it would otherwise pick another kernel). That way is for the CPU
+  in float32 only: on a GPU (whose fused attention draws inside the kernel) or under autocast
+  it runs the model's own attention and keeps what it keeps, and nothing pins ``sdpa``'s kernel.
+  Without dropout or outside training the model's own attention runs as before. Under mixed
+  precision (``--precision bf16-mixed``) gluebox's masks recompute too: the checkpoint runs the
+  recomputation under the forward pass's autocast state, so it rounds as the forward did.
 - **The activation function's output** (GELU between the feed-forward layer's two linear
   maps). The second linear map keeps its input, the activation's output, for its weight
   gradient, while the activation itself keeps its own input. A saved-tensor hook keeps a
@@ -61,14 +64,17 @@ def _recompute_attention(model) -> None:
     inner = ALL_ATTENTION_FUNCTIONS.get_interface(name, eager)
 
     def recomputed(module, query, key, value, attention_mask, **kwargs):
-        if (not (module.training and torch.is_grad_enabled() and kwargs.get("dropout", 0.0) > 0)
-                or torch.is_autocast_enabled(query.device.type)):  # under autocast eager and sdpa round differently
+        if not (module.training and torch.is_grad_enabled() and kwargs.get("dropout", 0.0) > 0):
             return inner(module, query, key, value, attention_mask, **kwargs)
 
         step_masks = current()
-        if step_masks is not None:
+        if step_masks is not None:  # any device, any precision: the recomputation runs under the forward's autocast
             return checkpoint(_drawn_again(step_masks, inner, module, attention_mask, kwargs), query, key, value,
                               use_reentrant=False, preserve_rng_state=False), None
+        if query.device.type != "cpu" or torch.is_autocast_enabled(query.device.type):
+            # PyTorch's generator elsewhere: a GPU's fused attention draws its masks inside the kernel (nothing
+            # to keep), and under autocast eager and sdpa round differently: the model's own attention, kept
+            return inner(module, query, key, value, attention_mask, **kwargs)
         masks = DropoutMasks()  # PyTorch's generator (GLUEBOX_DROPOUT_GENERATOR=torch): masks kept and handed back
 
         def attend(q, k, v):
