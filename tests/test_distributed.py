@@ -224,3 +224,31 @@ def test_launcher_rank_and_process_checks(monkeypatch):
         TrainConfig(strategy="fsdp").validate()
     with pytest.raises(GlueboxError, match="got 'ddp_spawn'; ddp runs the same training"):
         TrainConfig(strategy="ddp_spawn").validate()
+
+
+def test_trainer_controls_in_two_processes_train_like_one(tiny_bert, stsb, tmp_path):
+    """The new flags in a 2-process run (Lightning's launcher): validation every 3 steps, a cosine schedule with
+    a warmup ratio, early stopping on the loss, and a time budget whose plan (rank 0's, on a fake clock: never the
+    machine's speed) every process follows: the same steps, losses and validations as one process."""
+    from gluebox.training.budget import FAKE_CLOCK_VARIABLE
+
+    controls = ("--eval_every_n_steps", "3", "--lr_scheduler", "cosine", "--warmup_ratio", "0.2",
+                "--metric_for_best", "validation/loss", "--early_stopping_patience", "3", "--time_budget", "40s")
+    clock = {FAKE_CLOCK_VARIABLE: "token:0.02,validation:1"}
+    single, multi = tmp_path / "single", tmp_path / "multi"
+
+    def command(run: Path) -> list[str]:
+        args = run_args(tiny_bert, "stsb", stsb, run)
+        index = args.index("--warmup_steps")  # the ratio sets the warmup here
+        return [sys.executable, "-m", "gluebox", *args[:index], *args[index + 2:], *controls]
+
+    gluebox_subprocess(command(single), env=clock)
+    gluebox_subprocess([*command(multi), "--devices", "2", "--strategy", "ddp"], env=clock)
+    one, two = (json.loads((run / "summary.json").read_text()) for run in (single, multi))
+    assert two["processes"] == 2 and two["status"] == "complete"
+    assert one["time_budget"]["planned_steps"] == two["time_budget"]["planned_steps"] == two["steps"] == one["steps"]
+    assert one["steps"] < 2 * STEPS_PER_EPOCH  # the budget cut the run
+    assert step_losses(multi) == pytest.approx(step_losses(single), rel=1e-4)
+    assert [r["step"] for r in records(multi)] == [r["step"] for r in records(single)]
+    for a, b in zip(records(single), records(multi)):
+        assert a["validation/loss"] == pytest.approx(b["validation/loss"], rel=1e-4)

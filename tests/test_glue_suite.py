@@ -505,3 +505,34 @@ def test_the_example_overrides_file_loads():
 
     overrides = load_overrides(str(REPO / "docs" / "glue-overrides.yaml"))
     assert overrides["rte"] == {"epochs": 10, "learning_rate": 3e-5} and set(overrides) <= set(NINE)
+
+
+def test_time_budget_is_shared_by_planned_cost_and_overrides_reach_each_task(tiny_bert, glue_data, tmp_path, capsys,
+                                                                              monkeypatch):
+    """`gluebox glue --time_budget 1h`: RTE keeps the 10 minutes its override gives it; MRPC and STS-B share the
+    other 50 by their planned cost, as the plan shows and their runs get. The trainer controls reach a task
+    through --overrides. (A fake clock: the runs never depend on the machine's speed.)"""
+    from gluebox.training.budget import FAKE_CLOCK_VARIABLE
+
+    monkeypatch.setenv(FAKE_CLOCK_VARIABLE, "token:0.001,validation:1")
+    overrides = _overrides(tmp_path, {"rte": {"time_budget": "10m", "eval_every_n_steps": 2, "lr_scheduler": "cosine",
+                                              "metric_for_best": "validation/loss", "early_stopping_patience": 1,
+                                              "max_steps": 5}})
+    path = tmp_path / "suite"
+    assert main(glue_args(tiny_bert, glue_data, path, "--tasks", "mrpc,rte,stsb", "--time_budget", "1h",
+                          "--overrides", overrides)) == 0
+    out = capsys.readouterr().out
+    plan = json.loads((path / "suite.json").read_text())["configs"]
+    budgets = {task: plan[task]["time_budget"] for task in ("mrpc", "rte", "stsb")}
+    assert budgets["rte"] == 600 and budgets["mrpc"] + budgets["stsb"] == pytest.approx(3000)
+    header = next(line for line in out.splitlines() if line.strip().startswith("task "))
+    assert "time budget" in header
+    for task, seconds in budgets.items():
+        row = next(line for line in out.splitlines() if line.strip().startswith(f"{task} "))
+        from gluebox.training.eta import duration
+
+        assert duration(seconds) in row
+        summary = json.loads((path / "runs" / task / "summary.json").read_text())
+        assert summary["time_budget"]["budget_seconds"] == pytest.approx(seconds)
+    rte = [json.loads(line) for line in (path / "runs" / "rte" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rte][:2] == [2, 4] and rte[-1]["step"] <= 5

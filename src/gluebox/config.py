@@ -49,6 +49,11 @@ LoRA without it took 0.94x the time for 1219 MiB against 1157 (0.67x full fine-t
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 """Flags that only mean something with --peft lora."""
 
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+"""--lr_scheduler: names of transformers' get_scheduler."""
+DEFAULT_WARMUP_STEPS = 50
+"""--warmup_steps's default when --warmup_ratio is not given (the course project's)."""
+
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 """Lightning strategies gluebox supports: one process per device, each with the whole model (DDP).
 
@@ -81,6 +86,22 @@ def parse_bytes(text: str | int) -> int:
     number, unit = match.groups()
     unit = (unit or "").lower().rstrip("b")
     return int(float(number) * _UNITS[unit])
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?)?\s*$",
+                       re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str | float) -> float:
+    """``"30m"`` -> 1800.0; ``"90s"``, ``"2h"``, ``"1.5h"``; a bare number is seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise GlueboxError(f"cannot read duration '{text}'; write it like 90s, 30m or 2h")
+    number, unit = match.groups()
+    return float(number) * _DURATION_UNITS[(unit or "s")[0].lower()]
 
 
 def parse_names(text: str | None) -> str | None:
@@ -148,13 +169,60 @@ class TrainConfig:
     learning_rate: float = _arg(2e-5, "Peak learning rate of AdamW.", aliases=("--lr",))
     weight_decay: float = _arg(0.0, "AdamW weight decay (never applied to biases and LayerNorm weights).")
     adam_epsilon: float = _arg(1e-8, "AdamW epsilon.")
-    warmup_steps: int = _arg(50, "Optimizer steps of linear warmup before the linear decay to zero.")
+    lr_scheduler: str = _arg(
+        "linear",
+        "The learning rate's schedule over the run's optimizer steps, from transformers' get_scheduler: linear "
+        "(warmup, then linear decay to zero at the last step), cosine (warmup, then cosine decay to zero), constant "
+        "(no warmup), constant_with_warmup.",
+        choices=SCHEDULERS,
+    )
+    warmup_steps: int | None = _arg(
+        None,
+        f"Optimizer steps of linear warmup at the start of the schedule. Default: {DEFAULT_WARMUP_STEPS}, unless "
+        "--warmup_ratio is given (give one of the two).",
+    )
+    warmup_ratio: float | None = _arg(
+        None,
+        "Warmup as a share of the run's optimizer steps (0 to 1; rounded up to whole steps), instead of "
+        "--warmup_steps: it follows --epochs, --max_steps and --time_budget's plan.",
+    )
     dropout_rate: float = _arg(0.1, "Dropout probability set on every dropout field of the model's config.")
     gradient_clip_val: float = _arg(1.0, "Clip the global gradient norm to this value; 0 turns clipping off.")
     train_batch_size: int = _arg(32, "Examples per optimizer step (the effective batch).")
     eval_batch_size: int = _arg(32, "Examples per evaluation batch.")
     max_seq_length: int = _arg(128, "Longest input in tokens; longer pairs are truncated.")
     epochs: int = _arg(3, "Number of training epochs.", aliases=("--num_epochs",))
+    max_steps: int | None = _arg(
+        None,
+        "Train for exactly this many optimizer steps instead of --epochs (the last epoch may stop part way); "
+        "the learning-rate schedule ends at that step, and the run ends with a validation.",
+    )
+    time_budget: float | None = _arg(
+        None,
+        "Finish the whole run within this much wall time, e.g. 30m, 90s or 2h: after the first steps gluebox plans "
+        "the optimizer steps that fit (at most those of --epochs or --max_steps), the learning-rate schedule ends at "
+        "the planned last step, and the run ends with a validation and a complete run directory inside the budget. "
+        "A resumed run keeps what is left of it.",
+        parse=parse_duration,
+    )
+    eval_every_n_steps: int | None = _arg(
+        None,
+        "Validate every N optimizer steps and after the last one, instead of at every epoch's end; the best model "
+        "is chosen among all validations.",
+    )
+    metric_for_best: str | None = _arg(
+        None,
+        "The validation metric that picks the best model and drives early stopping, e.g. f1 or validation/loss "
+        "(a loss is minimized, any other metric maximized). Default: the task's main metric.",
+    )
+    early_stopping_patience: int | None = _arg(
+        None,
+        "Stop after this many validations in a row without an improvement of --metric_for_best by more than "
+        "--early_stopping_min_delta; the run is complete, and summary.json says why it stopped. Default: off.",
+    )
+    early_stopping_min_delta: float = _arg(
+        0.0, "With --early_stopping_patience: the smallest change of the metric that counts as an improvement."
+    )
     seed: int = _arg(42, "Seed for weights of the new head, dropout and data order.")
 
     # Parameter-efficient fine-tuning (LoRA through peft).
@@ -347,7 +415,7 @@ class TrainConfig:
         if self.micro_batch_tokens is not None and self.micro_batch_tokens < 0:
             raise GlueboxError(f"--micro_batch_tokens must be 0 (no cap) or more, got {self.micro_batch_tokens}")
         for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads", "checkpoint_every_n_steps",
-                     "max_classes"):
+                     "max_classes", "max_steps", "eval_every_n_steps", "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
@@ -357,8 +425,23 @@ class TrainConfig:
             raise GlueboxError(f"--adam_epsilon must be positive, got {self.adam_epsilon}")
         if self.weight_decay < 0:
             raise GlueboxError(f"--weight_decay must be 0 or more, got {self.weight_decay}")
-        if self.warmup_steps < 0:
+        if self.warmup_steps is not None and self.warmup_steps < 0:
             raise GlueboxError(f"--warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio <= 1:
+                raise GlueboxError(f"--warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+            if self.warmup_steps is not None:
+                raise GlueboxError(f"--warmup_steps {self.warmup_steps} and --warmup_ratio {self.warmup_ratio} both set "
+                                   "the warmup; give one of them")
+        if self.lr_scheduler == "constant" and (self.warmup_steps or self.warmup_ratio):
+            raise GlueboxError("--lr_scheduler constant has no warmup; use constant_with_warmup, or drop "
+                               f"--{'warmup_steps' if self.warmup_steps else 'warmup_ratio'}")
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
+            raise GlueboxError(f"--time_budget must be a positive duration like 90s, 30m or 2h, got {self.time_budget:g} s")
+        if not (self.early_stopping_min_delta >= 0 and math.isfinite(self.early_stopping_min_delta)):
+            raise GlueboxError(f"--early_stopping_min_delta must be 0 or more, got {self.early_stopping_min_delta}")
+        if self.early_stopping_min_delta and self.early_stopping_patience is None:
+            raise GlueboxError("--early_stopping_min_delta only applies to early stopping; add --early_stopping_patience")
         if not 0 <= self.dropout_rate < 1:
             raise GlueboxError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}")
         if not (self.checkpoint_every_minutes >= 0 and math.isfinite(self.checkpoint_every_minutes)):

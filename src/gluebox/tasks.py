@@ -6,8 +6,11 @@ standard ``glue_data/<TASK>/`` folders written by GLUE's ``download_glue_data.py
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+
+from gluebox.errors import GlueboxError
 
 TASK_TO_KEYS: dict[str, tuple[str, str | None]] = {
     "cola": ("sentence", None),
@@ -158,10 +161,46 @@ class Task:
     def is_pair(self) -> bool:
         return self.text_b is not None
 
+    def monitor(self, metric_for_best: str | None = None) -> "Monitor":
+        """The validation metric that picks the best model and drives early stopping: ``metric_for_best``
+        (``validation/loss``, ``f1``: a bare name is the first validation split's), default the main metric of
+        the first validation split. A metric the task does not report is a one-line error."""
+        if metric_for_best is None:
+            return Monitor(f"{self.validation_splits[0]}/{self.main_metric}", greater_is_better=True)
+        key = metric_for_best if "/" in metric_for_best else f"{self.validation_splits[0]}/{metric_for_best}"
+        known = [f"{split}/{metric}" for split in self.validation_splits for metric in (*self.metrics, "loss")]
+        if key not in known:
+            raise GlueboxError(f"--metric_for_best {metric_for_best}: the {self.name} task reports no such metric; "
+                               f"choose one of {', '.join(known)}")
+        return Monitor(key, greater_is_better=not key.endswith("/loss"))
+
     @property
     def score_metrics(self) -> tuple[str, ...]:
         """The validation metrics the GLUE score averages for this task (MNLI: both splits' accuracy)."""
         return tuple(f"{split}/{metric}" for split in self.validation_splits for metric in self.metrics)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A validation metric to pick the best model by: its key in the validation results (``validation/f1``)
+    and its direction (a loss is minimized, every other metric maximized)."""
+
+    key: str
+    greater_is_better: bool = True
+
+    def is_better(self, value: float | None, best: float | None, min_delta: float = 0.0) -> bool:
+        """See :func:`is_better`."""
+        return is_better(value, best, self.greater_is_better, min_delta)
+
+
+def is_better(value: float | None, best: float | None, greater_is_better: bool = True, min_delta: float = 0.0) -> bool:
+    """True when ``value`` beats ``best`` so far by more than ``min_delta``; NaN (a Pearson over constant
+    predictions) never does, and a NaN ``best`` (an earlier gluebox kept it) counts as none."""
+    if value is None or math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value > best + min_delta if greater_is_better else value < best - min_delta
 
 
 def _glue_task(name: str, labels, metrics, main_metric, tsv, test_tsv, **kwargs) -> Task:

@@ -33,6 +33,10 @@ NOT_RESULTS = {"output_dir", "checkpoint_dir", "checkpoint_every_minutes", "chec
 or the metrics say so; your own files' names and row counts are in ``task.json``, compared as the task)."""
 
 
+POSITION = ("epoch", "step", "epochs_trained")
+"""Where in training a record was taken (compared, but not counted as values)."""
+
+
 def _results(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith(IGNORED_PREFIXES)}
 
@@ -141,7 +145,7 @@ def _short(number: float) -> str:
 
 def _numbers(record: dict) -> dict[str, float]:
     return {k: float(v) for k, v in _results(record).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in POSITION
             and not k.endswith("/examples")}
 
 
@@ -193,13 +197,26 @@ def compare(path_a: str, path_b: str, tolerance: float = TOLERANCE) -> bool:
         print(f"different: first difference at {difference}")
         print(explain(run_a, run_b, records_a, records_b, tolerance))
         return False
-    keys = [k for k in _results(records_a[0]) if k not in ("epoch", "step")]
+    keys = [k for k in _results(records_a[0]) if k not in POSITION]
     note = "" if summary_a and summary_b else " (at least one run is unfinished: no summary.json)"
-    print(f"identical: {len(records_a)} epoch(s), {len(keys)} values per epoch, same prediction fingerprints{note}")
+    print(f"identical: {counted(records_a)}, {len(keys)} values per {'epoch' if at_epoch_ends(records_a) else 'validation'}, "
+          f"same prediction fingerprints{note}")
     for change in (accepted_changes(run_a), accepted_changes(run_b)):
         if change:
             print(f"note: {change}")
     return not note
+
+
+def at_epoch_ends(records: list[dict]) -> bool:
+    """Whether every record is an epoch's end (not an ``--eval_every_n_steps`` or ``--max_steps`` validation)."""
+    return all(record.get("epochs_trained", record.get("epoch")) == record.get("epoch") for record in records)
+
+
+def counted(records: list[dict]) -> str:
+    """``2 epoch(s)``, or ``5 validation(s) over 1.5 epoch(s)`` when validations fall within epochs."""
+    if at_epoch_ends(records):
+        return f"{len(records)} epoch(s)"
+    return f"{len(records)} validation(s) over {records[-1].get('epochs_trained', records[-1]['epoch']):g} epoch(s)"
 
 
 def explain(run_a: RunDirectory, run_b: RunDirectory, records_a: list[dict], records_b: list[dict],
@@ -214,7 +231,7 @@ def explain(run_a: RunDirectory, run_b: RunDirectory, records_a: list[dict], rec
                 "yet different")
     within, worst_key, worst = metrics_within(records_a, records_b, tolerance)
     if len(records_a) != len(records_b):
-        agreement = f"{len(records_a)} against {len(records_b)} epochs"
+        agreement = f"{counted(records_a)} against {counted(records_b)}"
     elif within:
         agreement = f"metrics agree within {_short(tolerance)} (largest difference {_short(worst)}: {worst_key})"
     else:

@@ -60,6 +60,11 @@ def glue(args: argparse.Namespace) -> int:
         states = {task: run_state(suite.run_path(task)) for task in suite.tasks}
         labels = {"new": "to run", "restart": "to run", "resume": "resume", "complete": "complete"}
         plan = make_plan(suite, {task: labels[state] for task, state in states.items()})
+        if args.resume is None and given.get("time_budget") is not None:
+            share_budget(suite, plan, given["time_budget"])
+        elif args.resume is not None:
+            for entry in plan.tasks:  # the shares the suite was planned with
+                entry.time_budget = suite.configs[entry.task].get("time_budget")
         where = (f"in parallel on the Ray cluster at {args.address} ({args.cpus_per_task:g} CPU(s), "
                  f"{args.gpus_per_task:g} GPU(s) per task)" if args.address else "one after another on this machine")
         data = suite.data_dir or "the hub dataset nyu-mll/glue"
@@ -80,6 +85,18 @@ def glue(args: argparse.Namespace) -> int:
         raise RunInterrupted(f"suite {suite.path} stopped ({interruption}); continue it with "
                              f"`gluebox glue --resume {suite.path}`", interruption.signum) from None
     return finish(suite)
+
+
+def share_budget(suite, plan, budget) -> None:
+    """``--time_budget``: the suite's ``budget`` shared among its tasks by planned cost (a task with its own in
+    ``--overrides`` keeps it); each task's config gets its share."""
+    from gluebox.config import parse_duration
+    from gluebox.suite.plan import share_time
+
+    own = {task: suite.configs[task]["time_budget"] for task in suite.tasks
+           if "time_budget" in suite.overrides.get(task, {})}
+    for task, seconds in share_time(plan, parse_duration(budget), own).items():
+        suite.configs[task]["time_budget"] = seconds
 
 
 def finish(suite) -> int:

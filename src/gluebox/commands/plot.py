@@ -1,5 +1,5 @@
-"""``gluebox plot``: the training loss of every step, validation loss and the main metric per epoch,
-one line per run.
+"""``gluebox plot``: the training loss of every step, validation loss and the main metric at every
+validation (epoch ends, or every ``--eval_every_n_steps`` steps), one line per run.
 
 Writes a PNG with three panels on one epoch axis (ticks at whole epochs) and, beside it, a Markdown
 table of each run's final metrics.
@@ -7,6 +7,7 @@ table of each run's final metrics.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from gluebox.errors import GlueboxError
@@ -23,23 +24,25 @@ def _load(path: str) -> tuple[str, Task, list[dict], dict | None]:
 
 
 def step_losses(path: str) -> tuple[list[float], list[float]]:
-    """The training loss of every optimizer step in ``steps/metrics.csv`` of the finished epochs, against
-    the epoch as a fraction: the k-th of an epoch's n steps is at ``epoch - 1 + k / n``, so its last step
-    sits at the whole epoch where that epoch's validation is drawn. None without the file."""
+    """The training loss of every optimizer step in ``steps/metrics.csv`` up to the last validation, against
+    the epoch as a fraction (step ``k`` of an epoch of ``n`` steps at ``epoch - 1 + k / n``), so that the step
+    of a validation sits where that validation is drawn. None without the file."""
     from gluebox.training.recorders import read_step_rows
 
     run = open_run(path)
-    finished = len(run.metrics())
-    rows = [r for r in read_step_rows(run.file(STEPS) / "metrics.csv") if int(r["epoch"]) <= finished]
-    per_epoch: dict[int, int] = {}
-    for row in rows:
-        per_epoch[int(row["epoch"])] = per_epoch.get(int(row["epoch"]), 0) + 1
-    x, seen = [], dict.fromkeys(per_epoch, 0)
-    for row in rows:
-        epoch = int(row["epoch"])
-        seen[epoch] += 1
-        x.append(epoch - 1 + seen[epoch] / per_epoch[epoch])
-    return x, [float(r["loss"]) for r in rows]
+    records = run.metrics()
+    if not records:
+        return [], []
+    last = records[-1]
+    steps_per_epoch = last["step"] / validation_x(last)
+    rows = [r for r in read_step_rows(run.file(STEPS) / "metrics.csv") if int(r["step"]) <= last["step"]]
+    return [int(r["step"]) / steps_per_epoch for r in rows], [float(r["loss"]) for r in rows]
+
+
+def validation_x(record: dict) -> float:
+    """Where a validation sits on the epoch axis: its ``epochs_trained`` (a run of an earlier gluebox
+    validated at epoch ends only)."""
+    return record.get("epochs_trained", record["epoch"])
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
@@ -62,7 +65,7 @@ def markdown_table(runs: list[tuple[str, Task, list[dict], dict | None]]) -> str
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, _, records, summary in runs:
         final = records[-1]
-        cells = [name, str(len(records))]
+        cells = [name, f"{validation_x(final):g}"]
         cells += [_cell(final.get(k)) for k in metric_keys]
         cells.append(str(summary["best_epoch"]) if summary else "unfinished")
         fingerprint = (summary or {}).get("fingerprint") or next((v for k, v in final.items() if k.endswith("fingerprint")), "")
@@ -91,7 +94,7 @@ def curves_figure(paths: list[str], title: str | None = None):
     markers = "osD^vx+*"
     for number, ((name, task, records, _), path) in enumerate(zip(runs, paths)):
         split = task.validation_splits[0] if task.validation_splits else "validation"
-        epochs = [r["epoch"] for r in records]
+        epochs = [validation_x(r) for r in records]
         style = dict(marker=markers[number % len(markers)], label=name, alpha=0.85)
         steps_x, steps_loss = step_losses(path)
         if steps_x:
@@ -105,10 +108,10 @@ def curves_figure(paths: list[str], title: str | None = None):
         loss_axis.plot(epochs, [r[f"{split}/loss"] for r in records], **style)
         metric_axis.plot(epochs, [r[f"{split}/{task.main_metric}"] for r in records], **style)
     main = runs[0][1].main_metric
-    train_axis.set(xlabel="epoch", ylabel="training loss", title="Training loss (markers: epoch mean)")
+    train_axis.set(xlabel="epoch", ylabel="training loss", title="Training loss (markers: mean per validation)")
     loss_axis.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
     metric_axis.set(xlabel="epoch", ylabel=f"validation {main}", title=f"Validation {main}")
-    last_epoch = max(len(records) for _, _, records, _ in runs)
+    last_epoch = math.ceil(max(validation_x(records[-1]) for _, _, records, _ in runs))
     for axis in (train_axis, loss_axis, metric_axis):
         axis.grid(alpha=0.3)
         # Whole epochs only, from 0 (where training starts) to the last one: a 1-epoch run gets 0 and 1.

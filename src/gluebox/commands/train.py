@@ -19,8 +19,13 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from gluebox.recipe.train import train
+    from functools import partial
+
+    from gluebox.recipe.train import train as train_run
     from gluebox.runs.directory import SUMMARY
+    from gluebox.training.budget import process_started
+
+    train = partial(train_run, started=process_started())  # --time_budget counts from the command's start
 
     if args.resume is not None:
         from gluebox.recipe.resume import prepare_resume
@@ -59,9 +64,18 @@ def describe_result(path, summary: dict, config: TrainConfig) -> str:
     else:
         predict = f"gluebox predict {run} --output {shlex.quote(str(path / 'predictions.tsv'))}"
     note = [f"  note: {summary['note']}"] if summary.get("note") else []
+    if summary.get("stop_reason"):
+        note.append(f"  stopped early: {summary['stop_reason']}")
+    if summary.get("time_budget"):
+        note.append(f"  time budget: {summary['time_budget']['note']}")
+    if isinstance(summary["epochs"], int) and summary.get("validations", summary["epochs"]) == summary["epochs"]:
+        best_at = f"epoch {summary['best_epoch']} of {summary['epochs']}"
+    else:
+        best_at = (f"validation at step {summary['best_step']} (epoch {summary['best_epoch']}) of "
+                   f"{summary['validations']} over {summary['epochs']:.3g} epoch(s)")
     return "\n".join([
         f"run complete: {path}",
-        f"  best epoch {summary['best_epoch']} of {summary['epochs']} (by {summary['main_metric']}): {metrics}",
+        f"  best {best_at} (by {summary['main_metric']}): {metrics}",
         f"  time {duration(summary['wall_time_seconds'])} (training {duration(summary['train_seconds'])}); "
         f"peak memory {summary['peak_rss_mb'] * 2**20 / 1e9:.2f} GB RSS{estimated}",
         f"  best model: {path / BEST_MODEL} (Hugging Face format, with a model card)",

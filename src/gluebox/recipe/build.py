@@ -41,9 +41,10 @@ class Recipe:
     """What identifies each split's data (:func:`gluebox.data.identity.data_identity`), for environment.json."""
 
     @property
-    def monitor(self) -> str:
-        """The metric that picks the best epoch: the first validation split's main metric."""
-        return f"{self.task.validation_splits[0]}/{self.task.main_metric}"
+    def monitor(self):
+        """The :class:`~gluebox.tasks.Monitor` that picks the best model (and stops early): ``--metric_for_best``,
+        default the first validation split's main metric."""
+        return self.task.monitor(self.config.metric_for_best)
 
 
 def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
@@ -77,6 +78,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     splits = {split: load_split(config, task, split) for split in ("train", *task.validation_splits)}
     if config.uses_custom_files:
         task = describe_files(task, splits)
+    task.monitor(config.metric_for_best)  # a metric the task does not report: refused before the model loads
     if resume is not None:
         difference = task_difference(resume.task, task)
         if difference is not None:
@@ -138,6 +140,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,
                         config.gradient_clip_val,
                         fused=config.precision != "16-mixed" and config.reproducibility == FAST,
-                        for_loop=config.reproducibility != FAST)
+                        for_loop=config.reproducibility != FAST,
+                        lr_scheduler=config.lr_scheduler, warmup_ratio=config.warmup_ratio)
     return Recipe(config, task, tokenizer, encoded, model, plan, batch_sampler, train_collator, train_loader,
                   val_loaders, optim, threads, data)

@@ -138,7 +138,8 @@ def _model_card(recipe: Recipe, run: RunDirectory):
     return card
 
 
-def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = ()) -> RunDirectory:
+def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequence = (),
+          started: float | None = None) -> RunDirectory:
     """Fine-tune ``config.model_name_or_path`` on the task and write a complete run directory.
 
     With ``resume``, continue that unfinished run from its last checkpoint instead.
@@ -147,12 +148,14 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
     writes the run directory, and the others return the same :class:`RunDirectory` once
     training ends. ``callbacks`` are objects with hooks of the training loop (``gluebox sweep``
     reports each epoch to Ray Tune with one); a callback that ends the run on purpose marks it
-    ``stopped`` and raises :class:`RunStopped`, which passes through unchanged.
+    ``stopped`` and raises :class:`RunStopped`, which passes through unchanged. ``started``: the
+    ``time.monotonic()`` that ``--time_budget`` counts from (default: now; ``gluebox train``: its process's start).
     """
     from gluebox.data.sources import check_data_files
     from gluebox.training.distributed import launcher_rank
     from gluebox.training.quiet import quiet_libraries
 
+    session_start = time.monotonic() if started is None else started
     started = time.time()
     config.validate()
     check_data_files(config)  # cheap; before anything looks at the model
@@ -174,6 +177,11 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         from gluebox.training.tracking import wandb_logger
 
         stop = StopRequest()
+        budget = None
+        if config.time_budget is not None:
+            from gluebox.training.budget import TimeBudget, make_clock
+
+            budget = TimeBudget(config.time_budget, make_clock(session_start))
         checkpoints = Checkpoints(config.checkpoint_dir, run, recipe.tokenizer, recipe.monitor, config.checkpoint_every_n_steps,
                                   config.checkpoint_every_minutes, stop, model_card=_model_card(recipe, run))
         logger = wandb_logger(config, run.path, run.path.name)
@@ -215,13 +223,14 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
 
     # Train, validating after every epoch; a stop signal ends it after a checkpoint.
     try:
-        fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None)
+        outcome = fabric.launch(fit, recipe, run, checkpoints, stop, resume.checkpoint if resume is not None else None,
+                                budget)
     except RunStopped:
         raise
     except RunInterrupted as interruption:
         if lead:
             run.try_set_status("interrupted", signal=interruption.signal_name,
-                               epochs_completed=len(run.metrics()), step=checkpoints.step)
+                               epochs_completed=checkpoints.step // len(recipe.batch_sampler), step=checkpoints.step)
         if interruption.every_process and fabric.world_size > 1:  # all stopped after the same checkpoint
             stop.ignore_from_now()
             end_processes(fabric, interruption.exit_code)
@@ -244,13 +253,17 @@ def train(config: TrainConfig, resume: "Resume | None" = None, callbacks: Sequen
         return run
     # What rank 0 wrote.
     records = run.metrics()
-    if len(records) < config.epochs:
-        run.set_status("interrupted", epochs_completed=len(records))
-        raise GlueboxError(f"training was interrupted after {len(records)} epoch(s); {run.path} is incomplete")
+    if not records or records[-1]["step"] != outcome.steps:
+        run.set_status("interrupted", validations=len(records))
+        raise GlueboxError(f"training was interrupted after {len(records)} validation(s); {run.path} is incomplete")
 
     from gluebox.runs.summary import build_summary
 
-    summary = build_summary(records, recipe, started, device, fabric.world_size)
+    summary = build_summary(records, recipe, started, device, fabric.world_size, outcome)
+    if budget is not None:
+        from gluebox.runs.summary import budget_summary
+
+        summary["time_budget"] = budget_summary(budget.seconds, budget.spent(), outcome.planned_steps, outcome.steps)
     run.write_json(SUMMARY, summary)
     if logger is not None:
         logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})

@@ -179,7 +179,7 @@ class RunDirectory:
     def reopen(self) -> None:
         """Mark an unfinished run as running again (``gluebox train --resume``)."""
         status = self.status() or {}
-        for stale in ("error", "signal", "epochs_completed", "step"):
+        for stale in ("error", "signal", "epochs_completed", "validations", "step"):
             status.pop(stale, None)
         status.update(
             status="running", resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),

@@ -19,8 +19,9 @@ HUB_GLUE = "nyu-mll/glue"
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
                 "pearson": "Pearson correlation", "spearmanr": "Spearman correlation", "loss": "Loss"}
 
-HYPERPARAMETERS = ("learning_rate", "weight_decay", "adam_epsilon", "warmup_steps", "dropout_rate", "gradient_clip_val",
-                   "train_batch_size", "micro_batch_size", "max_seq_length", "epochs", "seed", "padding",
+HYPERPARAMETERS = ("learning_rate", "lr_scheduler", "weight_decay", "adam_epsilon", "warmup_steps", "warmup_ratio",
+                   "dropout_rate", "gradient_clip_val", "train_batch_size", "micro_batch_size", "max_seq_length", "epochs",
+                   "max_steps", "seed", "padding",
                    "group_by_length", "precision", "max_train_samples", "max_eval_samples")
 """The config fields that shape the model (what the card lists under "Training hyperparameters")."""
 
@@ -153,8 +154,8 @@ def model_card(config: TrainConfig, task: Task, validation: dict, epoch: int, tr
         read = "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]"
     lines += [
         "",
-        "Optimizer: AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay to 0, "
-        "gradient clipping by global norm.",
+        "Optimizer: AdamW (no weight decay on biases and LayerNorm weights), transformers' "
+        f"`{config.lr_scheduler}` learning-rate schedule, gradient clipping by global norm.",
         "",
         "## How to use",
         "",

@@ -8,27 +8,32 @@ import time
 from gluebox import resources
 
 
-def build_summary(records: list[dict], recipe, started: float, device: str, processes: int) -> dict:
+def build_summary(records: list[dict], recipe, started: float, device: str, processes: int, outcome=None) -> dict:
     """Final and best metrics, fingerprints, time and memory of a complete run.
 
-    ``recipe`` is the run's :class:`gluebox.recipe.build.Recipe` (config, task, plan, data).
+    ``recipe`` is the run's :class:`gluebox.recipe.build.Recipe` (config, task, plan, data); ``outcome``
+    the :class:`gluebox.training.loop.Outcome` of its training (the steps planned, why it stopped early).
+    Each record is a validation: every epoch's end, or every ``--eval_every_n_steps`` steps, and the last step.
     """
 
     def metrics_only(record: dict) -> dict:
         return {k: v for k, v in record.items() if not k.startswith("perf/")}
 
     config, task, monitor, train_split = recipe.config, recipe.task, recipe.monitor, recipe.encoded["train"]
-    best, nan_epochs = best_record(records, monitor)
+    best, nan_epochs = best_record(records, monitor.key, monitor.greater_is_better)
     fingerprint_key = f"{task.validation_splits[0]}/fingerprint"
+    trained = records[-1].get("epochs_trained", records[-1]["epoch"])
     summary = {
         "status": "complete",
         "task": task.name,
         "model": config.model_name_or_path,
         "seed": config.seed,
-        "epochs": len(records),
-        "main_metric": monitor,
+        "epochs": int(trained) if float(trained).is_integer() else trained,
+        "validations": len(records),
+        "main_metric": monitor.key,
         "final": metrics_only(records[-1]),
         "best_epoch": best["epoch"],
+        "best_step": best["step"],
         "best": metrics_only(best),
         "fingerprint": records[-1][fingerprint_key],
         "best_fingerprint": best[fingerprint_key],
@@ -43,27 +48,49 @@ def build_summary(records: list[dict], recipe, started: float, device: str, proc
         "steps": records[-1]["step"],
         "processes": processes,
     }
+    if outcome is not None:
+        summary["planned_steps"] = outcome.planned_steps
+        summary["stopped_early"] = outcome.stop_reason is not None
+        if outcome.stop_reason is not None:
+            summary["stop_reason"] = outcome.stop_reason
     if nan_epochs:
         summary["nan_epochs"] = nan_epochs
-        summary["note"] = nan_note(monitor, nan_epochs, len(records))
+        summary["note"] = nan_note(monitor.key, nan_epochs, len(records))
     return summary
 
 
-def best_record(records: list[dict], monitor: str) -> tuple[dict, list[int]]:
-    """The epoch record with the highest ``monitor``, and the epochs whose ``monitor`` was NaN.
+def best_record(records: list[dict], monitor: str, greater_is_better: bool = True) -> tuple[dict, list[int]]:
+    """The record with the best ``monitor`` (the first of equals), and the epochs whose ``monitor`` was NaN.
 
     A NaN is never the best (as in :meth:`gluebox.training.checkpoints.Checkpoints.save_if_best`);
-    when every epoch's is NaN, the last epoch stands in (``best_model/`` holds it).
+    when every record's is NaN, the last one stands in (``best_model/`` holds it).
     """
+    from gluebox.tasks import is_better
+
     nan_epochs = [r["epoch"] for r in records if is_nan(r.get(monitor))]
     valid = [r for r in records if not is_nan(r.get(monitor))]
     if not valid:
         return records[-1], nan_epochs
     best = valid[0]
     for record in valid[1:]:
-        if record[monitor] > best[monitor]:
+        if is_better(record[monitor], best[monitor], greater_is_better):
             best = record
     return best, nan_epochs
+
+
+def budget_summary(budget_seconds: float, spent: float, planned_steps: int, steps: int) -> dict:
+    """How a ``--time_budget`` run ended against its budget (``spent``: every session's seconds, up to the summary)."""
+    return {
+        "budget_seconds": budget_seconds,
+        "spent_seconds": spent,
+        "share_used": spent / budget_seconds,
+        "within_budget": spent <= budget_seconds,
+        "planned_steps": planned_steps,
+        "steps": steps,
+        "note": (f"ended {abs(budget_seconds - spent):.1f} s {'inside' if spent <= budget_seconds else 'beyond'} "
+                 f"the budget of {budget_seconds:g} s ({100 * spent / budget_seconds:.1f}% used), "
+                 f"after {steps} planned optimizer steps"),
+    }
 
 
 def is_nan(value) -> bool:

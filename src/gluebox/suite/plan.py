@@ -42,6 +42,8 @@ class TaskPlan:
     memory: str
     state: str = "to run"
     """``to run``, ``resume`` or ``complete`` (a complete run is skipped)."""
+    time_budget: float | None = None
+    """The task's ``--time_budget`` in seconds: its share of the suite's (:func:`share_time`), or its own."""
 
 
 @dataclass
@@ -66,7 +68,9 @@ class SuitePlan:
                 "tasks": [asdict(t) for t in self.tasks]}
 
     def describe(self) -> str:
-        header = ["task", "state", "train", "validation", "test", "epochs", "steps", "est. time", "memory plan"]
+        budgets = any(t.time_budget is not None for t in self.tasks)
+        header = ["task", "state", "train", "validation", "test", "epochs", "steps", "est. time",
+                  *(["time budget"] if budgets else []), "memory plan"]
         rows = []
         for t in self.tasks:
             test = " + ".join(f"{n:,}" for f, n in t.test.items() if f != "AX.tsv")
@@ -74,6 +78,7 @@ class SuitePlan:
                 test += f", AX {t.test['AX.tsv']:,}"
             rows.append([t.task, t.state, f"{t.train:,}", " + ".join(f"{n:,}" for n in t.validation.values()), test,
                          str(t.epochs), f"{t.steps:,}", "-" if t.state == "complete" else duration(t.seconds),
+                         *([duration(t.time_budget) if t.time_budget is not None else "-"] if budgets else []),
                          t.memory])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -89,6 +94,22 @@ class SuitePlan:
                          f"it {names}; leave tasks out with --tasks, cut them with --max_train_samples, or run on a "
                          "Ray cluster with --address")
         return "\n".join(lines)
+
+
+def share_time(plan: SuitePlan, budget: float, own: dict[str, float]) -> dict[str, float]:
+    """``gluebox glue --time_budget``: each task's ``--time_budget``, the suite's ``budget`` shared among the tasks
+    to run by their planned cost (the plan's estimated seconds), after the tasks with their own (``own``, from
+    ``--overrides``) took theirs. Each run then plans the steps that fit its share."""
+    shared = budget - sum(own.values())
+    sharing = [t for t in plan.tasks if t.state != "complete" and t.task not in own]
+    if sharing and shared <= 0:
+        raise GlueboxError(f"--time_budget {duration(budget)}: the tasks' own --time_budget overrides take "
+                           f"{duration(sum(own.values()))}, leaving nothing for {', '.join(t.task for t in sharing)}")
+    cost = sum(max(t.seconds, 1e-9) for t in sharing)
+    shares = {t.task: shared * max(t.seconds, 1e-9) / cost for t in sharing} | own
+    for t in plan.tasks:
+        t.time_budget = shares.get(t.task)
+    return shares
 
 
 def estimate_seconds(non_embedding: int, parameters: int, layers: int, gflops: float, epochs: int, steps: int,

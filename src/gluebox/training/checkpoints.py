@@ -4,14 +4,14 @@ what a checkpoint holds, and how its weights are loaded back for evaluate and pr
 Two files, in ``--checkpoint_dir`` (default ``RUN/checkpoints``):
 
 - ``last.ckpt``: everything ``--resume`` needs;
-- ``best.ckpt``: the weights of the epoch with the best main metric so far (``best_model/``,
-  the Hugging Face export, is written at the same moment).
+- ``best.ckpt``: the weights of the validation with the best monitored metric so far (the main
+  metric, or ``--metric_for_best``; ``best_model/``, the Hugging Face export, is written at the same moment).
 
 When ``last.ckpt`` is saved:
 
 - after a training batch, every ``--checkpoint_every_n_steps`` optimizer steps and/or every
   ``--checkpoint_every_minutes`` minutes of wall time (default: 5 minutes);
-- at the end of every epoch, after validation;
+- at the end of every epoch, and at the run's last step, after validation;
 - after the batch during which SIGINT or SIGTERM arrived; then the run stops.
 
 A checkpoint holds everything a resumed run needs to continue bit for bit: weights,
@@ -39,6 +39,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from gluebox.errors import GlueboxError, RunInterrupted
+from gluebox.tasks import Monitor, is_better  # noqa: F401 - is_better: where it was
 from gluebox.training.pause import Pause
 from gluebox.runs.directory import CHECKPOINTS, RunDirectory, atomic_write, disk_full_is_an_error
 from gluebox.runs.folders import run_id
@@ -88,28 +89,31 @@ def check_owner(checkpoint: Path, run: RunDirectory) -> None:
 def checkpoint_owner(path: str | Path) -> dict | None:
     """The ``run`` a checkpoint says it belongs to (its id and folder), read without loading its tensors;
     None for a checkpoint from before gluebox wrote one."""
+    checkpoint = _mapped(path)
+    owner = checkpoint.get("run") if isinstance(checkpoint, dict) else None
+    return owner if isinstance(owner, dict) else None
+
+
+def _mapped(path: str | Path) -> Any:
+    """A checkpoint memory-mapped (its tensors are not read); a missing or unreadable file is one line."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise GlueboxError(f"checkpoint {path} does not exist") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise GlueboxError(f"checkpoint {path} cannot be read ({reason})") from None
-    owner = checkpoint.get("run") if isinstance(checkpoint, dict) else None
-    return owner if isinstance(owner, dict) else None
-
-
-def is_better(value: float | None, best: float | None) -> bool:
-    """True when an epoch's main metric ``value`` beats ``best`` so far; NaN (a Pearson over constant
-    predictions) never does, and a NaN ``best`` (an earlier gluebox kept it) counts as none."""
-    if value is None or math.isnan(value):
-        return False
-    return best is None or math.isnan(best) or value > best
 
 
 def checkpoint_step(path: str | Path) -> int:
     """The optimizer step a checkpoint was taken at."""
     return read_checkpoint(path)["global_step"]
+
+
+def checkpoint_keys(path: str | Path) -> set[str]:
+    """The names of what a checkpoint holds (``model``, ``global_step``...), read without loading its tensors."""
+    checkpoint = _mapped(path)
+    return set(checkpoint) if isinstance(checkpoint, dict) else set()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -239,7 +243,7 @@ class Checkpoints:
     moved) only replaces the best checkpoint and model with a better epoch.
     """
 
-    def __init__(self, checkpoint_dir: str | Path | None, run: RunDirectory, tokenizer, monitor: str,
+    def __init__(self, checkpoint_dir: str | Path | None, run: RunDirectory, tokenizer, monitor: Monitor,
                  every_n_steps: int | None, every_minutes: float | None, stop: StopRequest,
                  model_card: Callable[[dict, int], str] | None = None):
         self.checkpoint_dir = checkpoint_dir
@@ -252,6 +256,8 @@ class Checkpoints:
         self.model_card = model_card
         """``best_model/README.md`` from the epoch's validation results and the epoch (1-based)."""
         self.pause = Pause.from_environment()
+        self.budget = None
+        """The run's :class:`~gluebox.training.budget.TimeBudget` (``--time_budget``): it learns how long a save takes."""
         self.step = 0
         """The last optimizer step the loop finished."""
         self._saved_step = 0
@@ -279,8 +285,8 @@ class Checkpoints:
         self._saved_at = time.monotonic()
 
     def after_step(self, fabric, state: dict, end_of_epoch: bool) -> None:
-        """The test hook's hold; then, but at an epoch's end (whose checkpoint follows validation),
-        save if due or asked to stop, and stop."""
+        """The test hook's hold; then, but at an epoch's end or the run's (whose checkpoint follows,
+        :meth:`after_epoch`), save if due or asked to stop, and stop."""
         self.step = state["global_step"]
         if self.pause is not None:
             self.pause.after_step(self.step, self.stop)
@@ -292,12 +298,12 @@ class Checkpoints:
         if signum:
             self.interrupt(state["epoch"] + 1, self.step, signum)
 
-    def after_epoch(self, fabric, state: dict, epochs: int) -> None:
-        """Save ``last.ckpt`` (``state["epoch"]`` epochs are complete); stop if asked to, unless the
-        run is complete."""
+    def after_epoch(self, fabric, state: dict) -> None:
+        """Save ``last.ckpt`` at an epoch's end (``state["epoch"]`` epochs are complete) or the run's
+        (``state["finished"]``); stop if asked to, unless the run is complete."""
         self.save(fabric, state)
         signum = agreed_signal(fabric, self.stop.signum)
-        if signum and state["epoch"] < epochs:
+        if signum and not state["finished"]:
             self.interrupt(state["epoch"], state["global_step"], signum)
 
     def _due(self) -> bool:
@@ -313,10 +319,10 @@ class Checkpoints:
         exported anyway (so a run always has a ``best_model/``), and the first epoch with a
         number replaces it. ``summary.json`` says which epochs were NaN.
         """
-        value = validation.get(self.monitor)
+        value = validation.get(self.monitor.key)
         best = state["best"] if state["best"] is None or not math.isnan(state["best"]) else None
         standing_in = best is None and value is not None and math.isnan(value)
-        if not (is_better(value, best) or standing_in):
+        if not (self.monitor.is_better(value, best) or standing_in):
             return
         fabric.save(self.folder / BEST, {"model": state["model"], "global_step": state["global_step"],
                                          "run": self.owner(fabric)})
@@ -326,7 +332,10 @@ class Checkpoints:
         state["best"] = None if standing_in else value
 
     def save(self, fabric, state: dict) -> None:
+        started = self.budget.clock.now() if self.budget is not None else None
         fabric.save(self.path, state | {"run": self.owner(fabric)})  # every process takes part; rank 0 writes
+        if self.budget is not None:
+            self.budget.saved(self.budget.clock.now() - started)
         self._saved_step = state["global_step"]
         self._saved_at = time.monotonic()
 

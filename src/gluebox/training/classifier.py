@@ -15,6 +15,7 @@ Validation shards are gathered back: metrics, loss and fingerprint cover every e
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,8 @@ class OptimConfig:
     learning_rate: float
     weight_decay: float
     adam_epsilon: float
-    warmup_steps: int
+    warmup_steps: int | None
+    """``--warmup_steps``; None: ``warmup_ratio``'s share, or the default (:meth:`warmup`)."""
     gradient_clip_val: float
     fused: bool = True
     """Fused AdamW where the device has it (bf16-mixed included: it scales no loss); off under 16-mixed,
@@ -44,6 +46,21 @@ class OptimConfig:
     for_loop: bool = False
     """The for-loop AdamW (``--reproducibility portable``): PyTorch's reference implementation, one
     tensor at a time on every device, instead of the fused kernel or CUDA's default ``foreach``."""
+    lr_scheduler: str = "linear"
+    """A name transformers' ``get_scheduler`` knows (``--lr_scheduler``)."""
+    warmup_ratio: float | None = None
+    """Warmup as a share of the planned steps (``--warmup_ratio``), when ``warmup_steps`` is None."""
+
+    def warmup(self, total_steps: int) -> int:
+        """Warmup steps of a schedule over ``total_steps``: ``--warmup_steps``, ``--warmup_ratio``'s share
+        (rounded up, as in transformers' Trainer), or the default (none for the constant schedule)."""
+        from gluebox.config import DEFAULT_WARMUP_STEPS
+
+        if self.warmup_ratio is not None:
+            return math.ceil(self.warmup_ratio * total_steps)
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return 0 if self.lr_scheduler == "constant" else DEFAULT_WARMUP_STEPS
 
     @property
     def implementation(self) -> str:
@@ -67,14 +84,70 @@ def fused_adamw_supported(device: torch.device) -> bool:
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int, device: torch.device):
-    """AdamW and the linear schedule with warmup, stepped once per optimizer step."""
-    from transformers import get_linear_schedule_with_warmup
-
+    """AdamW and its :class:`Schedule` over ``total_steps``, stepped once per optimizer step."""
     optimizer = torch.optim.AdamW(parameter_groups(model, optim.weight_decay), lr=optim.learning_rate,
                                   eps=optim.adam_epsilon,
                                   fused=optim.fused and not optim.for_loop and fused_adamw_supported(device),
                                   foreach=False if optim.for_loop else None)
-    return optimizer, get_linear_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
+    return optimizer, Schedule(optimizer, optim, total_steps)
+
+
+class Schedule:
+    """The learning rate's schedule: transformers' ``get_scheduler`` (``--lr_scheduler``) over the run's
+    planned optimizer steps, with its warmup.
+
+    The plan may change while the run trains (``--time_budget`` plans its steps from the measured speed):
+    :meth:`replan` puts the schedule over the new total, from the step it is at. The checkpoint keeps the
+    total with the scheduler's own state, so a resumed run continues the same schedule.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int):
+        self.optimizer, self.optim = optimizer, optim
+        self.total_steps = total_steps
+        self.scheduler = self._make()
+
+    def _make(self):
+        from transformers import get_scheduler
+
+        return get_scheduler(self.optim.lr_scheduler, self.optimizer, num_warmup_steps=self.optim.warmup(self.total_steps),
+                             num_training_steps=self.total_steps)
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.optim.warmup(self.total_steps)
+
+    def step(self) -> None:
+        self.scheduler.step()
+
+    def replan(self, total_steps: int) -> None:
+        """The same schedule over ``total_steps`` in all, from the step it is at (the next step's learning
+        rate is the new schedule's)."""
+        if total_steps == self.total_steps:
+            return
+        state = self.scheduler.state_dict()
+        self.total_steps = total_steps
+        self.scheduler = self._make()
+        self.scheduler.load_state_dict(state)
+        self._set_rates()
+
+    def _set_rates(self) -> None:
+        """The optimizer's learning rates at the scheduler's step, as its own ``step`` sets them."""
+        step = self.scheduler.last_epoch
+        for group, base, rate in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * rate(step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"total_steps": self.total_steps, "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "total_steps" not in state:  # a checkpoint of an earlier gluebox: the linear schedule's own state
+            self.scheduler.load_state_dict(state)
+            return
+        self.total_steps = int(state["total_steps"])
+        self.scheduler = self._make()
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._set_rates()
 
 
 def logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -185,7 +185,9 @@ class MeasuredEstimate:
     """After the first steps of the first epoch this process trains, the measured time per epoch and
     when the run should end (training only; validation and checkpoints come on top)."""
 
-    def __init__(self, epoch_tokens: int, steps_per_epoch: int, epochs: int):
+    def __init__(self, epoch_tokens: int, steps_per_epoch: int, epochs: int, clock=time.perf_counter):
+        self.clock = clock
+        """Seconds from any origin (a fake one in tests of --time_budget)."""
         self.epoch_tokens = epoch_tokens
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
@@ -202,13 +204,13 @@ class MeasuredEstimate:
             return None
         self.steps += 1
         if self.started is None:  # the first step (allocations, warm caches) is not timed
-            self.started = time.perf_counter()
+            self.started = self.clock()
             return None
         self.tokens += tokens
         if self.steps < MEASURED_AFTER_STEPS:
             return None
         self.done = True
-        rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
+        rate = self.tokens / max(self.clock() - self.started, 1e-9)
         per_epoch = self.epoch_tokens / rate
         left = per_epoch * (self.epochs - epoch - step_in_epoch / self.steps_per_epoch)
         finish = time.strftime("%H:%M", time.localtime(time.time() + left))

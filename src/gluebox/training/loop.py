@@ -20,7 +20,9 @@ What a checkpoint holds is ``state`` below, saved and loaded whole with ``fabric
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -63,7 +65,8 @@ def check_validation_shards(fabric: L.Fabric, recipe) -> None:
             )
 
 
-def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | None = None) -> None:
+def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | None = None,
+        budget=None) -> "Outcome":
     """Train ``recipe`` for its epochs (from ``resume_from``'s checkpoint when given).
 
     Runs in every process, under every launcher (torchrun's, a cluster's, or Lightning's, which
@@ -72,6 +75,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     time of day) and each rank draws its own dropout masks (:class:`~gluebox.training.dropout.DropoutStream`
     keyed by its rank; the torch generator is seeded per rank too); with one, the random stream is kept.
     Ends with :class:`~gluebox.errors.RunInterrupted` after a stop signal's checkpoint.
+    ``budget``: the :class:`~gluebox.training.budget.TimeBudget` of ``--time_budget``, which plans the steps.
     """
     from gluebox.training.checkpoints import RandomState
     from gluebox.training.classifier import EmbeddingGradient, make_optimizer, train_step, validate
@@ -80,6 +84,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     from gluebox.training.eta import MeasuredEstimate
     from gluebox.training.hardware import deterministic
     from gluebox.training.recorders import EpochRecorder, StepRecorder
+    from gluebox.training.stopping import EarlyStopping, validation_due
 
     config, task = recipe.config, recipe.task
     stop.install()
@@ -91,32 +96,73 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     model = fabric.setup_module(recipe.model)
     embedding = EmbeddingGradient(recipe.model)
     dropout = DropoutStream(config.seed, fabric.global_rank)
-    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, config.epochs * len(recipe.batch_sampler),
+    sampler = recipe.batch_sampler
+    steps_per_epoch = len(sampler)
+    optimizer, scheduler = make_optimizer(recipe.model, recipe.optim, config.max_steps or config.epochs * steps_per_epoch,
                                           fabric.device)
     optimizer = fabric.setup_optimizers(optimizer)
-    sampler = recipe.batch_sampler
     steps, epochs = StepRecorder(run, fabric.is_global_zero), EpochRecorder(run, fabric.is_global_zero)
+    early_stopping = EarlyStopping(recipe.monitor, config.early_stopping_patience, config.early_stopping_min_delta)
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "batch_order": sampler,
              "steps": steps, "epochs": epochs, "global_step": 0, "epoch": 0,
              "train_loss_sum": 0.0, "train_examples": 0, "best": None,
-             "random": RandomState(fabric.global_rank, fabric.world_size)}
+             "random": RandomState(fabric.global_rank, fabric.world_size),
+             "validations_without_improvement": 0, "stop_reason": None, "finished": False}
+    planner = None
+    if budget is not None:
+        state["budget"] = budget
+        planner = budget_planner(recipe, budget, scheduler.total_steps, steps_per_epoch)
+        checkpoints.budget = budget
     if resume_from is not None:
-        try:
-            fabric.load(resume_from, state)
-        except KeyError:
-            raise GlueboxError(f"{resume_from} was saved by an older gluebox (Lightning's Trainer) and "
-                               "cannot be resumed; evaluate it, or start the run again") from None
+        load_state(fabric, resume_from, state)
     checkpoints.start(state["global_step"])
-    estimate = MeasuredEstimate(recipe.encoded["train"].num_tokens, len(sampler), config.epochs)
+    estimate = MeasuredEstimate(recipe.encoded["train"].num_tokens, steps_per_epoch, config.epochs,
+                                clock=budget.clock.now if budget is not None else time.perf_counter)
 
-    while state["epoch"] < config.epochs:
+    def plan(token_seconds: float | None, say, keep_if_it_fits: bool = False) -> None:
+        """--time_budget: the steps that fit, from rank 0's measurements; the schedule over them."""
+        if planner is None or token_seconds is None:
+            return
+        done = state["global_step"]
+        if keep_if_it_fits and planner.fits(done, scheduler.total_steps, token_seconds):
+            total = scheduler.total_steps
+        else:
+            total = planner.steps(done, token_seconds)
+        if fabric.world_size > 1:
+            total = fabric.broadcast(total, src=0)
+        if total != scheduler.total_steps:
+            scheduler.replan(total)
+            if fabric.is_global_zero:
+                say(planner.describe(total, done, token_seconds))
+
+    def validate_now(epoch: int, say) -> None:
+        """Validation after the step just taken: its record, the best model, early stopping."""
+        if budget is not None:
+            budget.validation_starts()
+        kept: dict = {}
+        validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders, keep=kept)
+        if fabric.is_global_zero:
+            run.write_predictions(kept)
+        fabric.log_dict({k: v for k, v in validation.items() if isinstance(v, float)}, step=state["global_step"])
+        state["stop_reason"] = early_stopping.after_validation(state, validation)
+        checkpoints.save_if_best(fabric, state, validation)
+        train_loss = state["train_loss_sum"] / max(1, state["train_examples"])
+        epochs.record(epoch + 1, state["global_step"], train_loss, validation, fabric,
+                      epochs_trained=state["global_step"] / steps_per_epoch, say=say)
+        steps.flush()
+        state.update(train_loss_sum=0.0, train_examples=0)
+        if budget is not None:
+            budget.validation_done()
+            plan(budget.token_seconds(), say)
+
+    epochs.start()
+    while not state["finished"]:
         epoch = state["epoch"]
         fabric.call("on_train_epoch_start", epoch=epoch)
         sampler.set_epoch(epoch)
         steps.start_epoch()
-        epochs.start()
         model.train()
-        with ProgressBar(fabric, config, epoch, len(sampler), state["global_step"] - epoch * len(sampler)) as bar:
+        with ProgressBar(fabric, config, epoch, steps_per_epoch, state["global_step"] - epoch * steps_per_epoch) as bar:
             for batch in recipe.train_loader:
                 fabric.call("on_train_batch_start", model=model, batch=batch)
                 learning_rate = optimizer.param_groups[0]["lr"]
@@ -130,24 +176,67 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
                 shown = {"loss": loss, "tok/s": row["perf/tokens_per_second"], "peak_mb": row["perf/peak_rss_mb"]}
                 fabric.log_dict(shown | {"epoch": epoch}, step=state["global_step"])
                 bar.update(shown)
-                note = estimate.after_step(batch.num_tokens, epoch, state["global_step"] - epoch * len(sampler))
+                if budget is not None:
+                    budget.step_done(batch.num_tokens)
+                note = estimate.after_step(batch.num_tokens, epoch, state["global_step"] - epoch * steps_per_epoch)
                 if note is not None and fabric.is_global_zero:
                     bar.write(note)
-                checkpoints.after_step(fabric, state, end_of_epoch=sampler.served == len(sampler))
-
-        kept: dict = {}
-        validation = validate(fabric, model, task, list(task.validation_splits), recipe.val_loaders, keep=kept)
-        if fabric.is_global_zero:
-            run.write_predictions(kept)
-        fabric.log_dict({k: v for k, v in validation.items() if isinstance(v, float)}, step=state["global_step"])
-        checkpoints.save_if_best(fabric, state, validation)
-        train_loss = state["train_loss_sum"] / max(1, state["train_examples"])
-        epochs.record(epoch + 1, state["global_step"], train_loss, validation, fabric)
-        steps.flush()
-        state.update(epoch=epoch + 1, train_loss_sum=0.0, train_examples=0)
-        checkpoints.after_epoch(fabric, state, config.epochs)
+                if note is not None and budget is not None:  # the first measurement of this session
+                    plan(budget.token_seconds(), bar.write, keep_if_it_fits=budget.planned)
+                end_of_epoch = sampler.served == steps_per_epoch
+                last_step = state["global_step"] >= scheduler.total_steps
+                if validation_due(state["global_step"], end_of_epoch, last_step, config.eval_every_n_steps):
+                    validate_now(epoch, bar.write)
+                # a plan made after this validation may end the run here too
+                state["finished"] = state["global_step"] >= scheduler.total_steps or state["stop_reason"] is not None
+                checkpoints.after_step(fabric, state, end_of_epoch=end_of_epoch or state["finished"])
+                if state["finished"]:
+                    break
+        if sampler.served == steps_per_epoch:
+            state["epoch"] = epoch + 1
+        checkpoints.after_epoch(fabric, state)
     steps.flush()
     embedding.buffer = None
+    return Outcome(state["global_step"], scheduler.total_steps, state["stop_reason"])
+
+
+def budget_planner(recipe, budget, most: int, steps_per_epoch: int):
+    """The :class:`~gluebox.training.budget.Planner` of a run with ``--time_budget``."""
+    from gluebox.training.budget import Planner
+    from gluebox.training.eta import padded_eval_tokens
+
+    config = recipe.config
+    pad_to = config.max_seq_length if config.padding == "max_length" else None
+    validation_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
+                            for s in recipe.task.validation_splits)  # padded: a generous estimate until measured
+    lengths, sampler = recipe.encoded["train"].lengths, recipe.batch_sampler
+    step_tokens = [int(lengths[batch].sum()) for epoch in range(-(-most // steps_per_epoch))
+                   for batch in sampler.batches(epoch)][:most]
+    return Planner(budget, most, steps_per_epoch, config.eval_every_n_steps, step_tokens, validation_tokens,
+                   sum(p.numel() for p in recipe.model.parameters()))
+
+
+@dataclass
+class Outcome:
+    """How training ended: the steps taken and planned, and why it stopped early (None: it did not)."""
+
+    steps: int
+    planned_steps: int
+    stop_reason: str | None = None
+
+
+def load_state(fabric: L.Fabric, path: Path, state: dict) -> None:
+    """Put the checkpoint at ``path`` into ``state``; values a checkpoint of an earlier gluebox lacks (added
+    since) keep their start values."""
+    from gluebox.training.checkpoints import checkpoint_keys
+
+    present = checkpoint_keys(path)
+    if "model" not in present:
+        raise GlueboxError(f"{path} was saved by an older gluebox (Lightning's Trainer) and "
+                           "cannot be resumed; evaluate it, or start the run again")
+    loadable = {key: value for key, value in state.items() if key in present}
+    fabric.load(path, loadable)
+    state.update(loadable)
 
 
 class ProgressBar:

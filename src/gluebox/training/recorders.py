@@ -112,7 +112,10 @@ def read_step_rows(path: Path) -> list[dict]:
 
 
 class EpochRecorder:
-    """After each epoch's validation, appends one record to metrics.csv and metrics.jsonl.
+    """After each validation (every epoch's end, or every ``--eval_every_n_steps`` steps, and the run's last
+    step), appends one record to metrics.csv and metrics.jsonl: the epoch it happened in, the optimizer
+    ``step``, ``epochs_trained`` (1.5: half-way through the second epoch), the mean training loss since the
+    previous record, the validation results, and the seconds since the previous record.
 
     In a multi-process run every process keeps the records, and rank 0 alone writes and
     prints them.
@@ -128,7 +131,7 @@ class EpochRecorder:
         self._tokens = 0
 
     def start(self) -> None:
-        """The epoch's clock runs from here (a resumed epoch adds the seconds before its checkpoint)."""
+        """The clock runs from here (a resumed run adds the seconds before its checkpoint since the last record)."""
         self._epoch_start = time.perf_counter()
 
     def count(self, tokens: int) -> None:
@@ -137,12 +140,15 @@ class EpochRecorder:
     def _seconds(self) -> float:
         return self._seconds_before + time.perf_counter() - self._epoch_start
 
-    def record(self, epoch: int, step: int, train_loss: float, validation: dict, fabric) -> dict:
-        """The epoch's record: written, logged and printed by rank 0; the next epoch starts at zero."""
+    def record(self, epoch: int, step: int, train_loss: float, validation: dict, fabric, epochs_trained: float,
+               say=print) -> dict:
+        """The validation's record: written, logged and printed (``say``) by rank 0; the next one's clock
+        starts at zero."""
         seconds = self._seconds()
         record = {
             "epoch": epoch,
             "step": step,
+            "epochs_trained": round(epochs_trained, 6),
             "train/loss": train_loss,
             **validation,
             "perf/epoch_seconds": seconds,
@@ -157,12 +163,12 @@ class EpochRecorder:
         self.run.append_metrics(record)
         fabric.log_dict({"train/epoch_loss": train_loss, **{k: v for k, v in record.items() if k.startswith("perf/")}},
                         step=step)
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and not k.startswith("perf/"))
-        print(
-            f"epoch {record['epoch']}: {summary} | {record['perf/epoch_seconds']:.0f} s, "
-            f"{record['perf/train_tokens_per_second']:.0f} tok/s, peak RSS {record['perf/peak_rss_mb']:.0f} MB",
-            flush=True,
-        )
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                            if isinstance(v, float) and "/" in k and not k.startswith("perf/"))
+        where = (f"epoch {epoch}" if epochs_trained == epoch
+                 else f"step {step} (epoch {record['epochs_trained']:.2f})")
+        say(f"{where}: {summary} | {record['perf/epoch_seconds']:.0f} s, "
+            f"{record['perf/train_tokens_per_second']:.0f} tok/s, peak RSS {record['perf/peak_rss_mb']:.0f} MB")
         return record
 
     def state_dict(self) -> dict:
