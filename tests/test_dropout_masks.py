@@ -158,6 +158,30 @@ def family_config(family: str):
 FAMILIES = ["bert", "distilbert", "roberta", "xlm-roberta", "electra", "albert", "deberta-v2", "mpnet", "modernbert"]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dropout_rate_reaches_every_dropout_a_family_has(family, tmp_path):
+    """``--dropout_rate`` sets every dropout probability of the model's saved config: the hidden
+    layers', the attention's, the embeddings', the MLP's and the head's (ModernBERT's mlp_dropout and
+    embedding_dropout, ALBERT's head and its integer 0 included); a head rate left ``None`` keeps meaning
+    "the hidden rate"."""
+    from gluebox.tasks import GLUE_TASKS
+    from gluebox.training.pretrained import load_config
+
+    saved = family_config(family)
+    if family == "albert":
+        saved.hidden_dropout_prob = 0  # as albert-base-v2's config.json writes it
+    saved.save_pretrained(tmp_path)
+    config = load_config(str(tmp_path), GLUE_TASKS["mrpc"], 0.25)
+    unused_heads = {"qa_dropout", "summary_last_dropout"}  # question answering's, multiple choice's
+    rates = {name: value for name, value in config.to_dict().items()
+             if "dropout" in name and name not in unused_heads and value is not None}
+    assert rates and all(value == 0.25 for value in rates.values()), rates
+    if hasattr(saved, "classifier_dropout") and type(saved)().classifier_dropout is None:  # the family's default
+        saved.classifier_dropout = None
+        saved.save_pretrained(tmp_path)
+        assert load_config(str(tmp_path), GLUE_TASKS["mrpc"], 0.25).classifier_dropout is None
+
+
 def family_model(family: str, attention: str, lean: bool, lora: bool):
     from transformers import AutoModelForSequenceClassification
 

@@ -9,15 +9,21 @@ from gluebox.errors import GlueboxError
 from gluebox.tasks import Task
 
 DROPOUT_FIELDS = (
-    "hidden_dropout_prob",  # BERT, RoBERTa, ELECTRA, ...
+    "hidden_dropout_prob",  # BERT, RoBERTa, ELECTRA, ALBERT, MPNet, DeBERTa-v2, ...
     "attention_probs_dropout_prob",
+    "classifier_dropout",  # the head's, where a config sets it (ModernBERT; None elsewhere: the hidden rate)
+    "classifier_dropout_prob",  # ALBERT's head
+    "pooler_dropout",  # DeBERTa-v2's head
     "dropout",  # DistilBERT
-    "attention_dropout",
-    "seq_classif_dropout",  # DistilBERT's classification head
+    "attention_dropout",  # DistilBERT, ModernBERT
+    "seq_classif_dropout",  # DistilBERT's head
+    "mlp_dropout",  # ModernBERT
+    "embedding_dropout",
     "hidden_dropout",  # DeBERTa-v2 style names
     "attention_probs_dropout",
 )
-"""Config fields that hold a dropout probability, across encoder families."""
+"""Config fields that hold a dropout probability, across encoder families: ``--dropout_rate`` sets
+every one a config holds as a number (ALBERT's config writes 0 as an integer); ``None`` keeps its meaning."""
 
 
 def is_local(model_name_or_path: str) -> bool:
@@ -70,7 +76,8 @@ def _with_task(config, task: Task, dropout_rate: float):
         config.id2label = dict(enumerate(task.labels))
         config.label2id = {label: i for i, label in enumerate(task.labels)}
     for field in DROPOUT_FIELDS:
-        if isinstance(getattr(config, field, None), float):
+        value = getattr(config, field, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             setattr(config, field, dropout_rate)
     return config
 
