@@ -191,11 +191,12 @@ class _WriteErrors:
 class RandomState:
     """The global random generators, saved with each checkpoint and put back on resume.
 
-    Dropout draws from torch's generator, so a resumed run must continue its stream exactly
-    where the checkpoint was taken. :func:`~gluebox.training.loop.fit` loads the checkpoint
+    gluebox's dropout masks are a pure function of the seed, rank and step (:mod:`gluebox.training.dropout`)
+    and need no state; what else draws from these generators (PyTorch's dropout stream under
+    ``GLUEBOX_DROPOUT_GENERATOR=torch``, a family's own random draws) continues exactly where the
+    checkpoint was taken. :func:`~gluebox.training.loop.fit` loads the checkpoint
     after everything is set up, so nothing draws from these generators between the restore
-    and the next training step. With several processes, every process's state is kept (each
-    draws its own dropout).
+    and the next training step. With several processes, every process's state is kept.
     """
 
     def __init__(self, rank: int = 0, world_size: int = 1):
