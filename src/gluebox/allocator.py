@@ -3,7 +3,7 @@
 Tensor buffers come from the C library's ``malloc``. Training batches of varying length free
 and allocate buffers of ever-changing sizes, and glibc's heap keeps what they free resident and
 fragmented: over an epoch of DistilBERT-shaped weights on MRPC (whole batches) training peaked at
-3366 MiB under glibc and at 2720 MiB under mimalloc, in the same time (README, Speed and memory).
+3366 MiB under glibc and at 2720 MiB under mimalloc, in the same time (docs/performance.md).
 
 **``--allocator mimalloc``** (the default on Linux) runs gluebox under mimalloc, Microsoft's
 general-purpose allocator, from the ``cmeel-mimalloc`` wheel. It reuses freed blocks of any
@@ -21,7 +21,7 @@ LoRA: :func:`return_freed_memory_to_os`): under mimalloc, the purge delay drops 
 glibc, the mmap threshold is fixed at 128 KiB (by default it rises to the size of each large
 block freed, up to 32 MiB, so later buffers come from the heap, where freed space fragments),
 so every tensor buffer is its own mapping, unmapped on free. Both trade speed (page faults) for
-memory. Measured figures are in README.md (Performance).
+memory. Measured figures are in docs/performance.md.
 
 This module imports nothing heavy: the command line calls it before torch is imported.
 """
@@ -44,7 +44,7 @@ VARIABLE = "GLUEBOX_ALLOCATOR"
 PURGE_DELAY_MS = "-1"
 """mimalloc's ``MIMALLOC_PURGE_DELAY``: how long freed memory stays committed for reuse before it
 goes back to the OS; -1 keeps it (the process's peak is what it reached anyway). Measured on
-DistilBERT-shaped weights: README.md, Performance."""
+DistilBERT-shaped weights: docs/performance.md."""
 
 MI_OPTION_PURGE_DELAY = 15
 """``mi_option_purge_delay``'s number in mimalloc 3.4's ``mi_option_t`` (mimalloc.h); the wheel is pinned."""

@@ -15,7 +15,38 @@ from gluebox import __version__
 from gluebox.errors import GlueboxError
 from gluebox.runs.folders import record_command
 
-EPILOG = "Run `gluebox COMMAND --help` for a command's flags. Docs: README.md."
+EPILOG = ("Run `gluebox COMMAND --help` for a command's flags and examples. Docs: README.md, and docs/ "
+          "(docs/cli.md lists every flag).")
+
+EXAMPLES = {
+    "train": [
+        "gluebox train --task_name mrpc --model_name_or_path distilbert-base-uncased   # downloads from the Hub",
+        "gluebox train --data_dir glue_data/MRPC --epochs 1 --output_dir runs/mrpc",
+        "gluebox train --train_file reviews.csv --validation_file reviews_dev.csv --text_column review "
+        "--text_pair_column none --label_column sentiment --output_dir runs/reviews",
+        "gluebox train --data_dir glue_data/MRPC --peft lora --learning_rate 5e-4 --output_dir runs/mrpc-lora",
+    ],
+    "evaluate": ["gluebox evaluate runs/mrpc --output metrics.json"],
+    "predict": ["gluebox predict runs/mrpc --output predictions.tsv",
+                "gluebox predict runs/reviews --file reviews_dev.csv --output predictions.csv"],
+    "cache": ["gluebox cache --model_name_or_path distilbert-base-uncased --task_name mrpc   # downloads from the Hub"],
+    "plot": ["gluebox plot runs/mrpc runs/mrpc-lora --output curves.png"],
+    "compare": ["gluebox compare runs/mrpc runs/mrpc-again"],
+    "push": ["gluebox push runs/mrpc my-mrpc-model --private   # uploads to the Hub"],
+    "sweep": ["gluebox sweep docs/sweep-mrpc.yaml --output_dir runs/sweep-mrpc   # downloads from the Hub"],
+    "glue": ["gluebox glue --tasks mrpc --data_dir glue_data --output_dir runs/glue",
+             "gluebox glue --check runs/glue/submission.zip --data_dir glue_data"],
+}
+"""Each command's ``--help`` examples. A test runs every one not marked as reaching the network, on tiny data
+(tests/test_docs.py); docs/cli.md shows them."""
+
+NEEDS_NETWORK = ("downloads from the Hub", "uploads to the Hub")
+"""The comments that mark an example which reaches the network (the tests cannot run it)."""
+
+
+def examples_epilog(command: str) -> str:
+    """The ``examples:`` block at the end of ``gluebox COMMAND --help``."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,52 +116,75 @@ def _add_train_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] = 
     parser.add_argument("--resume", default=None, metavar=resume[0], help=resume[1])
 
 
+DESCRIPTIONS = {
+    "train": "Fine-tune a model on a GLUE task or your own data, and write a run directory.",
+    "evaluate": "Score a finished run (or a checkpoint) on its validation splits, another split or a file.",
+    "predict": "Write one prediction per input row with a finished run (or a checkpoint).",
+    "cache": "Download a model, its tokenizer and a task's data into the local caches, for offline use.",
+    "plot": "Plot runs' training loss per step, and validation loss and main metric per validation.",
+    "compare": "Tell whether two runs are identical (exit 0) or where they first differ (exit 1).",
+    "push": "Upload a finished run's best model (and LoRA adapter) to the Hugging Face Hub.",
+    "sweep": "Search hyperparameters on Ray Tune, each trial a gluebox run, and write a leaderboard.",
+    "glue": "Run the GLUE benchmark: every task, the GLUE score and a submission.zip; or check a submission.",
+}
+"""Each command's one-line summary: the first line of its ``--help`` and its line in ``gluebox --help``."""
+
+
+def _command(commands: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:
+    """A subcommand's parser, whose ``--help`` opens with its one-line summary and ends with its examples."""
+    return commands.add_parser(name, help=DESCRIPTIONS[name], description=DESCRIPTIONS[name],
+                               epilog=examples_epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gluebox", description="Fine-tune transformer encoders on GLUE tasks or your own data.", epilog=EPILOG)
+    parser = _Parser(prog="gluebox", description="Fine-tune transformer encoders on GLUE tasks or your own data, "
+                     "on small CPU-only machines.", epilog=EPILOG)
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks for errors.")
     parser.add_argument("--version", action="version", version=f"gluebox {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = commands
 
-    train = commands.add_parser("train", help="Fine-tune a model and write a run directory.")
+    train = _command(commands, "train")
     _add_train_flags(train)
 
-    evaluate = commands.add_parser("evaluate", help="Score a finished run (or checkpoint) on a split or a file.")
+    evaluate = _command(commands, "evaluate")
     evaluate.add_argument("run", help="Run directory, or a .ckpt file inside one.")
     evaluate.add_argument("--split", default=None, help="Split to score (default: every validation split).")
     evaluate.add_argument("--file", default=None, help="Score this labelled file instead (task's layout, or .csv/.jsonl).")
     evaluate.add_argument("--data_dir", default=None, help="GLUE folder to read the split from (default: the run's).")
     evaluate.add_argument("--output", default=None, help="Also write the metrics as JSON here.")
-    evaluate.add_argument("--eval_batch_size", type=int, default=None)
+    evaluate.add_argument("--eval_batch_size", type=int, default=None, help="Examples per batch (default: the run's).")
 
-    predict = commands.add_parser("predict", help="Write one prediction per input row.")
+    predict = _command(commands, "predict")
     predict.add_argument("run", help="Run directory, or a .ckpt file inside one.")
     predict.add_argument("--split", default=None, help="Split to predict (default: the task's test split).")
     predict.add_argument("--file", default=None, help="Predict this file instead (.tsv/.csv/.jsonl).")
     predict.add_argument("--data_dir", default=None, help="GLUE folder to read the split from (default: the run's).")
     predict.add_argument("--task_name", default=None, help="Predict another GLUE task's data with this run (e.g. ax with an mnli run).")
     predict.add_argument("--output", required=True, help="Where to write: .tsv (GLUE submission format), .csv or .jsonl.")
-    predict.add_argument("--eval_batch_size", type=int, default=None)
+    predict.add_argument("--eval_batch_size", type=int, default=None, help="Examples per batch (default: the run's).")
 
-    cache = commands.add_parser("cache", help="Download a model, its tokenizer and a task's data for offline use.")
-    cache.add_argument("--model_name_or_path", default="distilbert-base-uncased")
-    cache.add_argument("--task_name", default="mrpc")
+    cache = _command(commands, "cache")
+    cache.add_argument("--model_name_or_path", default="distilbert-base-uncased",
+                       help="Hugging Face model id whose weights and tokenizer to download.")
+    cache.add_argument("--task_name", default="mrpc", help="GLUE task whose data (the hub dataset nyu-mll/glue) to "
+                       "download.")
     cache.add_argument("--data_dir", default=None, help="Check a local GLUE folder instead of downloading the data.")
     cache.add_argument("--no_data", action="store_true", help="Cache only the model and tokenizer.")
 
-    plot = commands.add_parser("plot", help="Plot the training loss per step, and validation loss and the main metric per epoch, of runs.")
+    plot = _command(commands, "plot")
     plot.add_argument("runs", nargs="+", help="Run directories.")
     plot.add_argument("--output", default="learning_curves.png", help="PNG to write; a .md table is written beside it.")
-    plot.add_argument("--title", default=None)
+    plot.add_argument("--title", default=None, help="Title of the figure (default: none).")
 
-    compare = commands.add_parser("compare", help="Tell whether two runs are identical.")
-    compare.add_argument("run_a")
-    compare.add_argument("run_b")
+    compare = _command(commands, "compare")
+    compare.add_argument("run_a", help="A run directory.")
+    compare.add_argument("run_b", help="The run directory to compare it with.")
     compare.add_argument("--tolerance", type=float, default=1e-4,
                          help="When the runs differ: the absolute difference within which their metrics count as "
                               "agreeing (default: 1e-4).")
 
-    push = commands.add_parser("push", help="Upload a finished run's best model (and LoRA adapter) to the Hugging Face Hub.")
+    push = _command(commands, "push")
     push.add_argument("run", metavar="RUN", help="A complete run directory.")
     push.add_argument("repo_id", metavar="REPO_ID",
                       help="NAME (in your account) or NAMESPACE/NAME; created if it does not exist. The token: "
@@ -138,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="Create the repository private (an existing public one "
                       "is refused).")
 
-    sweep = commands.add_parser("sweep", help="Search hyperparameters on Ray Tune; writes a leaderboard.")
-    sweep.add_argument("sweep_file", help="YAML sweep file: base config, search space, trials (see README).")
+    sweep = _command(commands, "sweep")
+    sweep.add_argument("sweep_file", help="YAML sweep file: base config, search space, trials (see docs/sweeps.md).")
     sweep.add_argument("--address", default=None,
                        help="Ray cluster to run on: auto, HOST:6379 or ray://HOST:10001. "
                             "Default: a local Ray instance on this machine (loopback only), shut down at the end.")
@@ -150,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gluebox.suite.spec import SET_BY_SUITE
 
-    glue = commands.add_parser("glue", help="Run the GLUE benchmark: every task, results, GLUE score, submission.zip.")
+    glue = _command(commands, "glue")
     glue.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                       help="Tasks to run (comma- or space-separated; default: the nine of the GLUE score). "
                            "AX is predicted with the mnli run.")

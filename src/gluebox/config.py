@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, one documented field per flag, and its layering.
 
-Defaults follow the course-project script that gluebox grows out of (see the README for
+Defaults follow the course-project script that gluebox grows out of (see docs/cli.md for
 the few that changed and why). Values come in layers, later ones winning: the defaults
 here, ``GLUEBOX_*`` environment variables (:func:`environment_values`), a YAML file
 (``--config run.yaml``) and the command line (:func:`resolve`); a resumed run starts from
@@ -40,11 +40,11 @@ DEFAULT_TASK = "mrpc"
 PEFT_METHODS = ("none", "lora")
 """--peft: full fine-tuning, or LoRA adapters through the peft library."""
 DEFAULT_TOKEN_CAP = {"none": 2048, "lora": 1024}
-"""``--micro_batch_tokens``'s default: DistilBERT on MRPC, whole epoch, mimalloc (README, Small machines):
+"""``--micro_batch_tokens``'s default: DistilBERT on MRPC, whole epoch, mimalloc (docs/small-machines.md):
 full fine-tuning peaked at 2194 MiB with 2048 and 2093 MiB with 1024 (1.02x the time); LoRA (with adapter
 dropout 0.1, as then) at 1470 MiB with 2048 and 1213 MiB with 1024 (1.04x the time)."""
 DEFAULT_RECOMPUTE = {"none": True, "lora": False}
-"""``--recompute``'s default: DistilBERT on MRPC, whole epoch each, the ways taking turns (README, LoRA):
+"""``--recompute``'s default: DistilBERT on MRPC, whole epoch each, the ways taking turns (docs/performance.md, LoRA):
 LoRA without it took 0.94x the time for 1219 MiB against 1157 (0.67x full fine-tuning's time)."""
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 """Flags that only mean something with --peft lora."""
@@ -186,12 +186,18 @@ class TrainConfig:
         "Warmup as a share of the run's optimizer steps (0 to 1; rounded up to whole steps), instead of "
         "--warmup_steps: it follows --epochs, --max_steps and --time_budget's plan.",
     )
-    dropout_rate: float = _arg(0.1, "Dropout probability set on every dropout field of the model's config.")
+    dropout_rate: float = _arg(
+        0.1,
+        "Dropout probability set on every dropout field of the model's config: hidden layers, attention, embeddings, "
+        "MLP and classification head, in every family's names (BERT's, DistilBERT's, ALBERT's, DeBERTa-v2's, "
+        "ModernBERT's mlp_dropout and embedding_dropout); a head rate left unset keeps meaning the hidden rate.",
+    )
     gradient_clip_val: float = _arg(1.0, "Clip the global gradient norm to this value; 0 turns clipping off.")
     train_batch_size: int = _arg(32, "Examples per optimizer step (the effective batch).")
     eval_batch_size: int = _arg(32, "Examples per evaluation batch.")
     max_seq_length: int = _arg(128, "Longest input in tokens; longer pairs are truncated.")
-    epochs: int = _arg(3, "Number of training epochs.", aliases=("--num_epochs",))
+    epochs: int = _arg(3, "Number of training epochs; --max_steps and --time_budget may end the run sooner.",
+                        aliases=("--num_epochs",))
     max_steps: int | None = _arg(
         None,
         "Train for exactly this many optimizer steps instead of --epochs (the last epoch may stop part way); "
@@ -213,7 +219,8 @@ class TrainConfig:
     metric_for_best: str | None = _arg(
         None,
         "The validation metric that picks the best model and drives early stopping, e.g. f1 or validation/loss "
-        "(a loss is minimized, any other metric maximized). Default: the task's main metric.",
+        "(a loss is minimized, any other metric maximized); a metric the task does not report is a one-line error. "
+        "Default: the task's main metric.",
     )
     early_stopping_patience: int | None = _arg(
         None,
@@ -268,8 +275,8 @@ class TrainConfig:
     micro_batch_tokens: int | None = _arg(
         None,
         "At most this many padded tokens (examples x padded length) per forward/backward pass: longer batches "
-        "are split into micro-batches, shorter ones run whole: a lower peak for a little more time (README, "
-        "Speed and memory); the maths is that of the whole batch. 0: no cap. Default: 2048, and 1024 with "
+        "are split into micro-batches, shorter ones run whole: a lower peak for a little more time "
+        "(docs/performance.md); the maths is that of the whole batch. 0: no cap. Default: 2048, and 1024 with "
         "--peft lora (whose peak is mostly activations). Under --memory_budget the smaller of the two caps applies.",
     )
     recompute: bool | None = _arg(
@@ -361,7 +368,8 @@ class TrainConfig:
     )
     wandb_project: str = _arg("gluebox", "W&B project.", resumable=True)
     wandb_run_name: str | None = _arg(None, "W&B run name. Default: the run directory's name.", resumable=True)
-    log_model: bool = _arg(False, "Upload the exported best model (best_model/) to W&B as a 'model' artifact at the end of the run.", resumable=True)
+    log_model: bool = _arg(False, "Upload the exported best model (best_model/) to W&B as a 'model' artifact at the end of the run "
+                         "(offline runs: sent by `wandb sync`).", resumable=True)
     progress_bar: bool = _arg(True, "Show a progress bar.", resumable=True)
 
     # Hardware.
@@ -386,7 +394,7 @@ class TrainConfig:
     strategy: str = _arg(
         "auto",
         "Lightning strategy: auto (ddp when there is more than one process), ddp, "
-        "ddp_find_unused_parameters_true.",
+        "ddp_find_unused_parameters_true (not ddp_spawn: use ddp).",
         choices=STRATEGIES,
         fixed_by_sweep=True,
     )

@@ -2,7 +2,7 @@
 on every x86-64 CPU with AVX2, whoever made it).
 
 What moves a run's numbers between machines was measured by ``benchmarks/reproducibility_probe.py``
-(README, Reproducibility): the instruction set of ATen's own kernels (``ATEN_CPU_CAPABILITY``),
+(docs/reproducibility.md): the instruction set of ATen's own kernels (``ATEN_CPU_CAPABILITY``),
 of oneDNN's (``ONEDNN_MAX_CPU_ISA``), MKL's code path for the matrix multiplies (``MKL_CBWR``), the
 thread count, and the AdamW implementation. ``portable`` pins each of them:
 
