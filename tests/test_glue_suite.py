@@ -415,7 +415,7 @@ def test_an_existing_suite_is_continued_only_with_resume_and_its_own_settings(su
 
 
 def test_the_estimate_matches_the_measured_distilbert_epoch_and_warns_of_days():
-    """The README's benchmark: DistilBERT, 1 epoch of MRPC (195,290 tokens, 115 steps) took 375 s on a
+    """docs/performance.md's benchmark: DistilBERT, 1 epoch of MRPC (195,290 tokens, 115 steps) took 375 s on a
     machine whose matrix multiply ran at 205.9 GFLOP/s."""
     from gluebox.suite.plan import SuitePlan, TaskPlan, estimate_seconds
 

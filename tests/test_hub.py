@@ -28,7 +28,7 @@ FIRST_COMMAND = ["train", "--task_name", "mrpc", "--model_name_or_path", MODEL, 
 """The README's first command, as written, plus :data:`QUICK`."""
 
 CACHE_COMMAND = ["cache", "--model_name_or_path", MODEL, "--task_name", "mrpc"]
-"""The README's `gluebox cache` command, as written."""
+"""docs/hub.md's `gluebox cache` command, as written."""
 
 
 class ExtraStderrLines(AssertionError):

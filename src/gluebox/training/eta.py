@@ -31,8 +31,8 @@ import numpy as np
 from gluebox.training.memory import model_shape
 
 SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
-"""Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (README, "Speed and
-memory"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
+"""Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (docs/performance.md, "Against
+the course project's own training"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
 with micro-batches)."""
 BF16_SHARE_OF_MATMUL_SPEED = 0.09
 """The same under ``--precision bf16-mixed``, over the bfloat16 ``torch.mm`` peak: the rest of the step

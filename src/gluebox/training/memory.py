@@ -14,7 +14,7 @@ The estimate adds up what a training step holds at its peak:
   a time, while the backward pass recomputes it; each layer keeps only its dropout mask, one byte
   an element (``KEPT_MASK_PER_HEAD_TOKEN``).
 
-The constants were measured on DistilBERT-shaped models (see the README's memory section);
+The constants were measured on DistilBERT-shaped models (docs/performance.md, "Memory by default");
 the estimate is meant to err on the high side.
 """
 
@@ -141,8 +141,8 @@ def estimate_peak_bytes(num_parameters: int, model_config, tokens: int, sequence
 CONTAINER_LIMIT = "container memory limit"
 KEPT_MEMORY_MARGIN = 1.5
 """How far above its estimate a run's peak may grow when freed memory stays in the process for reuse:
-over a whole DistilBERT epoch on MRPC, 1.05x under mimalloc and 1.40x under glibc's heap (README, Speed
-and memory). Under a container's memory limit with that much room, freed memory is kept: returning it
+over a whole DistilBERT epoch on MRPC, 1.05x under mimalloc and 1.40x under glibc's heap (docs/performance.md,
+"Memory by default"). Under a container's memory limit with that much room, freed memory is kept: returning it
 at once took 1.33x the step time under mimalloc and 1.45x under glibc (30 stratified DistilBERT steps,
 ``benchmarks/results-release.json``)."""
 
