@@ -58,9 +58,26 @@ def test_the_cpus_dropout_is_the_mask_of_the_module_description(n):
     key, place, p = (11, 0), Place(4, 1, 6), 0.1
     expected = (x * scale(p)) * keep_mask(n, p, key, place).to(torch.float32)
     assert torch.equal(apply(x, p, key, place), expected)
-    for dtype in (torch.float64, torch.bfloat16):  # other dtypes: the same mask, the product in torch
+    for dtype in (torch.float64, torch.bfloat16):  # other dtypes: the same mask and the same product
         low = x.to(dtype)
         assert torch.equal(apply(low, p, key, place), (low * scale(p)) * keep_mask(n, p, key, place).to(dtype))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 1000, CHUNK + 13, 2 * SHARE + 9, 3 * CHUNK + 5])
+def test_bfloat16_dropout_has_torchs_bits(n):
+    """bfloat16 (``--precision bf16-mixed``) is masked in NumPy through float32: the same bits as torch's
+    ``(x * s) * k``, the signs of dropped zeros included, and NaN where torch's is NaN (inf times 0)."""
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n)).bfloat16()
+    x[torch.arange(n) % 97 == 3] = float("inf")
+    x[torch.arange(n) % 89 == 5] = float("-inf")
+    x[torch.arange(n) % 83 == 6] = float("nan")
+    key, place, p = (11, 0), Place(4, 1, 6), 0.1
+    got = apply(x, p, key, place)
+    expected = (x * scale(p)) * keep_mask(n, p, key, place).to(torch.bfloat16)
+    nan = expected.isnan()
+    assert torch.equal(got.isnan(), nan)
+    assert torch.equal(got[~nan].view(torch.int16), expected[~nan].view(torch.int16))
+    assert n < 1000 or bool((expected[~nan].view(torch.int16) == torch.tensor(-0.0).bfloat16().view(torch.int16)).any())
 
 
 def test_keep_rate():

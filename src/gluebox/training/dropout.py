@@ -125,6 +125,21 @@ def _mask_numpy(out: np.ndarray, p: float, key, place: Place, start: int, stop: 
         np.less(_bits(key, place, a, b), limit, out=out[a:b])
 
 
+def _mask_bfloat16_numpy(scaled: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+    """``scaled *= k`` in place over elements ``start`` to ``stop`` of a bfloat16 tensor's bits (uint16),
+    a chunk at a time. NumPy has no bfloat16, but a bfloat16 is a float32's upper half: each chunk is
+    widened exactly, multiplied by its mask as float32 (the same IEEE product as torch's, signed zeros
+    and NaN included) and narrowed back exactly (``x * 1`` and ``x * 0`` are bfloat16 values)."""
+    limit = np.uint32(threshold(p))
+    for a in range(start, stop, CHUNK):
+        b = min(stop, a + CHUNK)
+        wide = np.left_shift(scaled[a:b], 16, dtype=np.uint32)
+        values = wide.view(np.float32)
+        np.multiply(values, np.less(_bits(key, place, a, b), limit), out=values)
+        np.right_shift(wide, 16, out=wide)
+        scaled[a:b] = wide
+
+
 def _shares(n: int, threads: int) -> list[tuple[int, int]]:
     """``n`` elements split into up to ``threads`` contiguous shares that start on a block."""
     count = max(1, min(threads, n // SHARE))
@@ -153,9 +168,13 @@ def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torc
     if x.device.type != "cpu":
         kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
         return (x * scale(p)) * kept.to(x.dtype)
-    if x.dtype != torch.float32:  # the mask drawn the same way, the product in torch (NumPy has no bfloat16):
-        kept = np.empty(x.numel(), dtype=np.bool_)  # times the booleans in place, the same bits as times
-        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)  # k in x's dtype, one pass and copy fewer
+    if x.dtype == torch.bfloat16:  # x * s in torch (bfloat16's rounding), then times k in chunks on all threads
+        scaled = (x * scale(p)).contiguous()
+        _on_all_threads(scaled.numel(), _mask_bfloat16_numpy, scaled.view(-1).view(torch.uint16).numpy(), p, key, place)
+        return scaled
+    if x.dtype != torch.float32:  # other dtypes (float16, float64): the same mask, the product in torch
+        kept = np.empty(x.numel(), dtype=np.bool_)
+        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
         return (x * scale(p)).mul_(torch.from_numpy(kept).view(x.shape))
     source = x.detach().contiguous()
     out = torch.empty_like(source)
