@@ -241,3 +241,53 @@ def test_bf16_mixed_casts_each_weight_once_a_step_whatever_its_micro_batches(tin
     casts_again, most_again, loss_again, weights_again = one_step()
     assert casts_again == 3 * casts and most_again == 3  # as before: once per micro-batch
     assert loss_again == loss and all(torch.equal(a, b) for a, b in zip(weights, weights_again))
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e6])
+@pytest.mark.parametrize("non_finite", [None, "inf", "nan"])
+def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert, max_norm, non_finite):
+    """gluebox's clipping (``classifier.clip_gradients``) leaves the gradients exactly as Fabric's
+    ``clip_gradients`` does: clipped when their norm is over ``max_norm``, zeros and NaN when the norm is
+    infinite, NaN everywhere when it is NaN; and when the norm is within bounds it multiplies no gradient (PyTorch's multiplies every
+    gradient by 1, a pass over all of them each step)."""
+    import lightning as L
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gluebox.training.classifier import OptimConfig, clip_gradients, make_optimizer
+
+    class CountMultiplies(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.startswith(("mul_", "_foreach_mul_")):
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    def gradients(clip):
+        torch.manual_seed(0)
+        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
+        fabric = L.Fabric(accelerator="cpu", devices=1)
+        wrapped = fabric.setup_module(model)
+        optimizer, _ = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
+        optimizer = fabric.setup_optimizers(optimizer)
+        ids = torch.randint(1000, 3000, (4, 12), generator=torch.Generator().manual_seed(1))
+        fabric.backward(wrapped(input_ids=ids).logits.float().pow(2).sum())
+        if non_finite:
+            next(p for p in model.parameters() if p.grad is not None).grad[0] = float(non_finite)
+        counter = CountMultiplies()
+        with counter:
+            clip(fabric, wrapped, optimizer)
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None], counter.count
+
+    ours, multiplies = gradients(lambda fabric, model, optimizer: clip_gradients(fabric, model, optimizer, max_norm))
+    fabrics, _ = gradients(lambda fabric, model, optimizer: fabric.clip_gradients(
+        model, optimizer, max_norm=max_norm, error_if_nonfinite=False))
+    assert all(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True) and torch.equal(a.isnan(), b.isnan())
+               for a, b in zip(ours, fabrics))
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in fabrics]))
+    if non_finite:
+        assert multiplies > 0 and (non_finite == "inf" or all(g.isnan().all() for g in ours))
+    elif max_norm < 1.0:
+        assert norm <= max_norm * 1.001 and multiplies > 0  # clipped
+    else:
+        assert multiplies == 0  # within bounds: the gradients as they were, no pass over them

@@ -204,6 +204,27 @@ def weight_casts_kept_for_the_step(fabric, micro_batches: int):
     return torch.autocast(fabric.device.type, enabled=False)
 
 
+def clip_gradients(fabric, model, optimizer, max_norm: float) -> None:
+    """Scale the gradients so that their total norm is at most ``max_norm``: ``fabric.clip_gradients``,
+    less its multiply by 1 when the norm is within bounds.
+
+    PyTorch's ``clip_grad_norm_`` always multiplies every gradient by ``min(1, max_norm / (norm +
+    1e-6))``, so that a GPU need not wait for the norm to decide. On the CPU there is nothing to wait
+    for, and multiplying by 1 changes no bit: the multiply (a pass over every gradient, 67 million
+    for DistilBERT) runs only when it clips, or when the norm is not finite (NaN then spreads as
+    before). Elsewhere Fabric's clipping runs as it is."""
+    if fabric.device.type != "cpu":
+        fabric.clip_gradients(model, optimizer, max_norm=max_norm, error_if_nonfinite=False)
+        return
+    precision = fabric.strategy.precision
+    precision.unscale_gradients(optimizer)
+    parameters = list(precision.main_params(optimizer))
+    total = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None], 2.0,
+                                          error_if_nonfinite=False)
+    if not bool(max_norm / (total + 1e-6) >= 1.0):
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, total)
+
+
 def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Task, clip: float,
                embedding: EmbeddingGradient, dropout: DropoutStream, step: int) -> float:
     """One optimizer step over the batch's micro-batches; the whole batch's mean loss (all processes).
@@ -228,7 +249,7 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
                 fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
             batch_loss += loss.detach()
     if clip > 0:
-        fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
+        clip_gradients(fabric, model, optimizer, clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
