@@ -291,3 +291,44 @@ def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert,
         assert norm <= max_norm * 1.001 and multiplies > 0  # clipped
     else:
         assert multiplies == 0  # within bounds: the gradients as they were, no pass over them
+
+
+def test_bf16_mixed_casts_hidden_states_once_for_the_query_key_and_value_maps(tiny_bert):
+    """Under autocast, :class:`InputCasts` casts a float32 tensor that several linear maps read once a
+    forward pass (BERT's query, key and value maps read the same hidden states: 2 casts fewer a layer),
+    with the same logits to the bit; the gradients differ only by bfloat16's rounding of the three maps'
+    summed gradient."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gluebox.training.casts import InputCasts
+
+    class CountActivationCasts(TorchDispatchMode):
+        def __init__(self, parameters):
+            super().__init__()
+            self.parameters, self.casts = {p.data_ptr() for p in parameters}, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16 \
+                    and args[0].dtype == torch.float32 and args[0].data_ptr() not in self.parameters:
+                self.casts += 1
+            return func(*args, **kwargs)
+
+    torch.manual_seed(0)
+    model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.0, 64)
+    ids = torch.randint(1000, 3000, (4, 12), generator=torch.Generator().manual_seed(1))
+
+    def forward_and_backward(cast_once: bool):
+        model.zero_grad()
+        counter = CountActivationCasts(list(model.parameters()))
+        with counter, torch.autocast("cpu", dtype=torch.bfloat16), InputCasts() if cast_once else contextlib.nullcontext():
+            logits = model(input_ids=ids).logits
+        logits.float().pow(2).sum().backward()
+        return counter.casts, logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    casts, logits, gradients = forward_and_backward(cast_once=False)
+    casts_once, logits_once, gradients_once = forward_and_backward(cast_once=True)
+    assert casts - casts_once == 2 * model.config.num_hidden_layers
+    assert torch.equal(logits, logits_once)
+    whole, whole_once = torch.cat([g.flatten() for g in gradients]), torch.cat([g.flatten() for g in gradients_once])
+    assert 0 < (whole - whole_once).norm() < 0.005 * whole.norm()  # summed in bfloat16 now: a rounding apart

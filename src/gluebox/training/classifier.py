@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from gluebox.data.batching import TrainBatch
 from gluebox.tasks import Task
+from gluebox.training.casts import input_casts, weight_casts_kept_for_the_step
 from gluebox.training.dropout import DropoutStream
 from gluebox.training.metrics import PredictionFingerprint, predictions, task_metrics
 
@@ -189,21 +190,6 @@ class EmbeddingGradient:
         self.weight.grad = self.buffer
 
 
-def weight_casts_kept_for_the_step(fabric, micro_batches: int):
-    """Under mixed precision, each weight cast to the low dtype once per optimizer step instead of once
-    per micro-batch.
-
-    Autocast keeps the casts of weights (leaf tensors that need a gradient) in a cache that it
-    empties when the outermost autocast context ends; Fabric enters one around every forward pass.
-    An outer context with autocast disabled keeps the cache across the step's micro-batches and
-    leaves everything else as it was: the backward passes still run outside autocast, the values
-    cast are the same, and the cache is emptied before the optimizer changes the weights."""
-    mixed = getattr(fabric.strategy.precision, "precision", "32") in ("bf16-mixed", "16-mixed")
-    if not mixed or micro_batches < 2:
-        return contextlib.nullcontext()
-    return torch.autocast(fabric.device.type, enabled=False)
-
-
 def clip_gradients(fabric, model, optimizer, max_norm: float) -> None:
     """Scale the gradients so that their total norm is at most ``max_norm``: ``fabric.clip_gradients``,
     less its multiply by 1 when the norm is within bounds.
@@ -241,7 +227,7 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
         for number, micro_batch in enumerate(batch.micro_batches):
             micro_batch = fabric.to_device(micro_batch)
             with fabric.no_backward_sync(model, enabled=number != last):
-                with dropout.step(step, number) or contextlib.nullcontext():
+                with dropout.step(step, number) or contextlib.nullcontext(), input_casts(fabric):
                     scores = logits(model, micro_batch)
                 loss = loss_sum(task, scores, micro_batch["labels"]) / batch.num_examples
                 if batch.filler:
