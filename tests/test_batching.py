@@ -46,20 +46,20 @@ def test_length_grouping_cuts_padding():
 
 def test_collator_pads_dynamically_or_to_max_length():
     split = _split([3, 7, 5])
-    dynamic = Collator(split, pad_token_id=0, pad_to=None)([0, 1, 2])
+    dynamic = Collator(split, pad_token_id=0, width=None)([0, 1, 2])
     assert dynamic["input_ids"].shape == (3, 7)
     assert dynamic["attention_mask"].sum(dim=1).tolist() == [3, 7, 5]
     assert dynamic["input_ids"][0].tolist() == [1, 2, 3, 0, 0, 0, 0]
     assert dynamic["token_type_ids"][1].tolist() == [0, 0, 0, 1, 1, 1, 1]
     assert dynamic["labels"].tolist() == [0, 1, 0]
-    fixed = Collator(split, pad_token_id=0, pad_to=16)([0, 1, 2])
+    fixed = Collator(split, pad_token_id=0, width=lambda longest: 16)([0, 1, 2])
     assert fixed["input_ids"].shape == (3, 16)
     assert torch.equal(fixed["attention_mask"][:, :7], dynamic["attention_mask"])
 
 
 def test_train_collator_splits_micro_batches_and_counts_real_tokens():
     split = _split([3, 7, 5, 2, 9])
-    batch = TrainCollator(split, pad_token_id=0, pad_to=None, micro_batch_size=2)([4, 0, 1, 2, 3])
+    batch = TrainCollator(split, pad_token_id=0, width=None, micro_batch_size=2)([4, 0, 1, 2, 3])
     assert [mb["input_ids"].shape for mb in batch.micro_batches] == [(2, 9), (2, 7), (1, 2)]
     assert batch.num_examples == 5
     assert batch.num_tokens == 26
@@ -67,7 +67,7 @@ def test_train_collator_splits_micro_batches_and_counts_real_tokens():
 
 def test_token_cap_splits_long_batches_and_keeps_short_ones_whole():
     split = _split([50, 48, 45, 10, 9, 8, 7, 6])
-    collator = TrainCollator(split, pad_token_id=0, pad_to=None, micro_batch_tokens=100)
+    collator = TrainCollator(split, pad_token_id=0, width=None, micro_batch_tokens=100)
     long_batch = collator([0, 1, 2])
     assert [mb["input_ids"].shape[0] for mb in long_batch.micro_batches] == [2, 1]
     assert all(mb["input_ids"].numel() <= 100 for mb in long_batch.micro_batches)
@@ -115,3 +115,30 @@ def test_memory_plan_applies_the_token_cap_and_the_budget_lowers_it():
     assert narrow.micro_batch_tokens == 103 and narrow.worst_case_micro_batches == 32  # one example at a time
     tight = plan(32, None, "2.5GB", params, config, 103, micro_batch_tokens=cap)
     assert tight.micro_batch_tokens < cap and not tight.over_budget
+
+
+def test_mixed_precision_rounds_padded_lengths_to_a_multiple_of_8():
+    """Under bf16-mixed (and 16-mixed) each micro-batch's padded length is rounded up to a multiple of 8, at
+    most --max_seq_length: a handful of shapes for oneDNN to compile bfloat16 kernels for, where dynamic
+    padding gave one per length. float32 keeps the longest example's length; --pad_to_multiple_of sets it."""
+    from gluebox.config import TrainConfig
+
+    def widths(**flags) -> list[int]:
+        config = TrainConfig(task_name="mrpc", max_seq_length=100, **flags)
+        collator = TrainCollator(_split([3, 9, 17, 64, 97, 100]), 0, config.pad_width)
+        return [collator([i]).micro_batches[0]["input_ids"].shape[1] for i in range(6)]
+
+    assert widths() == [3, 9, 17, 64, 97, 100]
+    assert widths(precision="bf16-mixed") == [8, 16, 24, 64, 100, 100]
+    assert widths(precision="16-mixed") == [8, 16, 24, 64, 100, 100]
+    assert widths(precision="bf16-mixed", pad_to_multiple_of=1) == [3, 9, 17, 64, 97, 100]
+    assert widths(pad_to_multiple_of=32) == [32, 32, 32, 64, 100, 100]
+    assert widths(padding="max_length", precision="bf16-mixed") == [100] * 6
+    lengths = np.random.default_rng(0).integers(5, 128, size=3200)
+    config = TrainConfig(task_name="mrpc", precision="bf16-mixed")
+    collator = TrainCollator(_split(list(lengths)), 0, config.pad_width, micro_batch_tokens=2048)
+    shapes = {tuple(mb["input_ids"].shape[1:]) for batch in TrainBatchSampler(lengths, 32, 0, True).batches(0)
+              for mb in collator(batch).micro_batches}
+    assert len(shapes) <= 128 // 8 and all(width % 8 == 0 for (width,) in shapes)
+    assert all(mb["input_ids"].numel() <= 2048 for batch in TrainBatchSampler(lengths, 32, 0, True).batches(0)
+               for mb in collator(batch).micro_batches)  # the token cap counts the rounded lengths

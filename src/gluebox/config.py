@@ -262,6 +262,14 @@ class TrainConfig:
         "--max_seq_length, as the course project did.",
         choices=("dynamic", "max_length"),
     )
+    pad_to_multiple_of: int | None = _arg(
+        None,
+        "With --padding dynamic, round each micro-batch's padded length up to a multiple of this (at most "
+        "--max_seq_length). Default: 8 under --precision bf16-mixed or 16-mixed, 1 (no rounding) otherwise: "
+        "oneDNN compiles and keeps a bfloat16 matrix-multiply kernel for every shape it meets, about 10 ms "
+        "and up to a few MB each, and rounding leaves a few shapes instead of one per length "
+        "(docs/performance.md). Padding is masked: the maths is the same up to rounding.",
+    )
     group_by_length: bool = _arg(
         True,
         "Put examples of similar length in the same batch (seeded, deterministic). "
@@ -423,7 +431,7 @@ class TrainConfig:
         if self.micro_batch_tokens is not None and self.micro_batch_tokens < 0:
             raise GlueboxError(f"--micro_batch_tokens must be 0 (no cap) or more, got {self.micro_batch_tokens}")
         for name in ("micro_batch_size", "max_train_samples", "max_eval_samples", "num_threads", "checkpoint_every_n_steps",
-                     "max_classes", "max_steps", "eval_every_n_steps", "early_stopping_patience"):
+                     "max_classes", "max_steps", "eval_every_n_steps", "early_stopping_patience", "pad_to_multiple_of"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GlueboxError(f"--{name} must be at least 1, got {value}")
@@ -494,6 +502,22 @@ class TrainConfig:
         if self.micro_batch_tokens is not None:
             return self.micro_batch_tokens
         return DEFAULT_TOKEN_CAP[self.peft]
+
+    @property
+    def padding_multiple(self) -> int:
+        """``--pad_to_multiple_of``, or its default for this run's precision."""
+        if self.pad_to_multiple_of is not None:
+            return self.pad_to_multiple_of
+        return 8 if self.precision in ("bf16-mixed", "16-mixed") else 1
+
+    def pad_width(self, longest: int) -> int:
+        """The padded length of a micro-batch whose longest example has ``longest`` tokens: ``--max_seq_length``
+        under ``--padding max_length``; else ``longest`` rounded up to :attr:`padding_multiple`, at most
+        ``--max_seq_length`` (and never below ``longest``)."""
+        if self.padding == "max_length":
+            return self.max_seq_length
+        rounded = -(-longest // self.padding_multiple) * self.padding_multiple
+        return max(longest, min(rounded, self.max_seq_length))
 
     @property
     def recomputes(self) -> bool:

@@ -2,9 +2,9 @@
 
 Two choices here change speed and memory but not the maths:
 
-- ``padding``: pad to the longest example of each micro-batch ("dynamic") or to
-  ``max_seq_length`` (the course project's way). Padded positions are masked, so the
-  losses agree to float rounding.
+- ``padding``: pad to the longest example of each micro-batch ("dynamic"; rounded up to
+  ``--pad_to_multiple_of``, 8 under mixed precision) or to ``max_seq_length`` (the course
+  project's way). Padded positions are masked, so the losses agree to float rounding.
 - length grouping: shuffle with a seeded generator, then sort within windows of
   ``50 * batch_size`` examples so that a batch holds examples of similar length, then
   shuffle the order of the batches. Without it, batches are plain shuffled slices.
@@ -13,6 +13,7 @@ Two choices here change speed and memory but not the maths:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,15 +121,17 @@ class Collator:
     validation can put the predictions of several processes back in dataset order.
     """
 
-    def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None, micro_batch_size: int | None = None):
+    def __init__(self, split: EncodedSplit, pad_token_id: int, width: Callable[[int], int] | None,
+                 micro_batch_size: int | None = None):
         self.split = split
         self.pad_token_id = pad_token_id
-        self.pad_to = pad_to
+        self.width = width or (lambda longest: longest)
+        """A micro-batch's padded length from its longest example's (``TrainConfig.pad_width``)."""
         self.micro_batch_size = micro_batch_size
 
     def pad(self, indices: list[int]) -> dict[str, torch.Tensor]:
         rows = [self.split.input_ids[i] for i in indices]
-        width = self.pad_to or max(len(r) for r in rows)
+        width = self.width(max(len(r) for r in rows))
         input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)
         for row, ids in enumerate(rows):
@@ -166,10 +169,10 @@ class TrainCollator(Collator):
     to the process group's, looked up at each batch; a single process keeps the whole batch.
     """
 
-    def __init__(self, split: EncodedSplit, pad_token_id: int, pad_to: int | None,
+    def __init__(self, split: EncodedSplit, pad_token_id: int, width: Callable[[int], int] | None,
                  micro_batch_size: int | None = None, micro_batch_tokens: int | None = None,
                  rank: int | None = None, world_size: int | None = None):
-        super().__init__(split, pad_token_id, pad_to, micro_batch_size)
+        super().__init__(split, pad_token_id, width, micro_batch_size)
         self.micro_batch_tokens = micro_batch_tokens
         self.rank = rank
         self.world_size = world_size
@@ -184,7 +187,7 @@ class TrainCollator(Collator):
         for index in ordered:
             if chunks:
                 chunk = chunks[-1]
-                chunk_width = self.pad_to or len(lengths[chunk[0]])
+                chunk_width = self.width(len(lengths[chunk[0]]))
                 fits_tokens = (len(chunk) + 1) * chunk_width <= self.micro_batch_tokens
                 fits_size = self.micro_batch_size is None or len(chunk) < self.micro_batch_size
                 if fits_tokens and fits_size:

@@ -102,7 +102,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
 
         model = add_lora(model, config)
     if resume is None:
-        longest = int(encoded["train"].lengths.max()) if config.padding == "dynamic" else config.max_seq_length
+        longest = config.pad_width(int(encoded["train"].lengths.max()))
         plan = memory.plan(config.train_batch_size, config.micro_batch_size, config.memory_budget,
                            sum(p.numel() for p in model.parameters()), model_config, longest, config.recomputes,
                            trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -122,10 +122,9 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     # Every process sees the same global batches and takes its share of each (TrainCollator);
     # validation is sharded into whole batches without padding (ShardSampler).
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    pad_to = config.max_seq_length if config.padding == "max_length" else None
     train_split = encoded["train"]
     batch_sampler = TrainBatchSampler(train_split.lengths, config.train_batch_size, config.seed, config.group_by_length)
-    train_collator = TrainCollator(train_split, pad_id, pad_to, plan.micro_batch_size, plan.micro_batch_tokens)
+    train_collator = TrainCollator(train_split, pad_id, config.pad_width, plan.micro_batch_size, plan.micro_batch_tokens)
     train_loader = DataLoader(
         train_split, batch_sampler=batch_sampler, collate_fn=train_collator,
         # Its own generator (only used to seed workers): making an iterator then draws nothing from the
@@ -134,7 +133,7 @@ def build(config: TrainConfig, resume: "Resume | None" = None) -> Recipe:
     )
     val_loaders = [
         DataLoader(encoded[s], batch_size=config.eval_batch_size, sampler=ShardSampler(len(encoded[s]), config.eval_batch_size),
-                   collate_fn=Collator(encoded[s], pad_id, pad_to))
+                   collate_fn=Collator(encoded[s], pad_id, config.pad_width))
         for s in task.validation_splits
     ]
     optim = OptimConfig(config.learning_rate, config.weight_decay, config.adam_epsilon, config.warmup_steps,

@@ -110,8 +110,8 @@ def _loader(loaded: LoadedRun, encoded, batch_size: int | None):
 
     config = loaded.config
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    pad_to = config.max_seq_length if config.padding == "max_length" else None
-    return DataLoader(encoded, batch_size=batch_size or config.eval_batch_size, collate_fn=Collator(encoded, pad_id, pad_to))
+    return DataLoader(encoded, batch_size=batch_size or config.eval_batch_size,
+                      collate_fn=Collator(encoded, pad_id, config.pad_width))
 
 
 def _fabric(loaded: LoadedRun):

@@ -221,8 +221,9 @@ def make_plan(suite: Suite, states: dict[str, str]) -> SuitePlan:
             ax_config = TrainConfig(**(config.to_dict() | {"task_name": "ax"}))
             tests["AX.tsv"] = load_split(ax_config, GLUE_TASKS["ax"], "test")
         mean, longest = token_stats(train, tokenizer, config.max_seq_length, config.seed)
+        longest = config.pad_width(longest)
         if config.padding == "max_length":
-            mean, longest = float(config.max_seq_length), config.max_seq_length
+            mean = float(config.max_seq_length)
         steps = config.epochs * -(-len(train) // config.train_batch_size)
         seconds = estimate_seconds(
             non_embedding, parameters, memory.model_shape(model_config)[1], plan.gflops, config.epochs, steps, mean * len(train),

@@ -24,6 +24,7 @@ the same with and without it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,14 +131,15 @@ def precision_hint(speeds: MatmulSpeeds, precision: str, device: str = "cpu", po
     return None
 
 
-def padded_train_tokens(batches: list[list[int]], lengths: np.ndarray, pad_to: int | None) -> int:
-    """Tokens the model runs on in an epoch of ``batches``: each batch padded to its longest (or ``pad_to``)."""
-    return sum(len(batch) * (pad_to or int(lengths[batch].max())) for batch in batches if batch)
+def padded_train_tokens(batches: list[list[int]], lengths: np.ndarray, width: Callable[[int], int]) -> int:
+    """Tokens the model runs on in an epoch of ``batches``: each batch padded to ``width`` of its longest
+    example's length (``TrainConfig.pad_width``)."""
+    return sum(len(batch) * width(int(lengths[batch].max())) for batch in batches if batch)
 
 
-def padded_eval_tokens(lengths: np.ndarray, batch_size: int, pad_to: int | None) -> int:
+def padded_eval_tokens(lengths: np.ndarray, batch_size: int, width: Callable[[int], int]) -> int:
     return padded_train_tokens([list(range(i, min(i + batch_size, len(lengths))))
-                                for i in range(0, len(lengths), batch_size)], lengths, pad_to)
+                                for i in range(0, len(lengths), batch_size)], lengths, width)
 
 
 def non_embedding_parameters(model) -> int:
@@ -162,10 +164,9 @@ def estimate_epoch_seconds(recipe, processes: int = 1, speeds: MatmulSpeeds | No
     """The rough estimate of one epoch (training and validation) and a line that says how it was made,
     from ``speeds`` (measured here when not given) in the run's precision."""
     config = recipe.config
-    pad_to = config.max_seq_length if config.padding == "max_length" else None
     train = recipe.encoded["train"]
-    tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, pad_to)
-    eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
+    tokens = padded_train_tokens(recipe.batch_sampler.batches(0), train.lengths, config.pad_width)
+    eval_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, config.pad_width)
                       for s in recipe.task.validation_splits)
     speeds = speeds or matmul_speeds()
     gflops = speeds.for_precision(config.precision)

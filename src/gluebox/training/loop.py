@@ -206,8 +206,7 @@ def budget_planner(recipe, budget, most: int, steps_per_epoch: int):
     from gluebox.training.eta import padded_eval_tokens
 
     config = recipe.config
-    pad_to = config.max_seq_length if config.padding == "max_length" else None
-    validation_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, pad_to)
+    validation_tokens = sum(padded_eval_tokens(recipe.encoded[s].lengths, config.eval_batch_size, config.pad_width)
                             for s in recipe.task.validation_splits)  # padded: a generous estimate until measured
     lengths, sampler = recipe.encoded["train"].lengths, recipe.batch_sampler
     step_tokens = [int(lengths[batch].sum()) for epoch in range(-(-most // steps_per_epoch))
