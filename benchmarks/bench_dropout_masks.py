@@ -22,10 +22,11 @@ The ways:
   (on a sixteenth of the elements);
 - ``gluebox-mask``: gluebox's draw alone (NumPy's Philox and the threshold, in chunks on all
   threads): a boolean mask;
-- ``gluebox-dropout``: gluebox's forward dropout, ``(x * s) * k`` (draw and product);
-- ``gluebox-backward-drawn-again`` and ``gluebox-backward-kept``: the backward pass's product with
-  the mask drawn again from its counters (gluebox's way: nothing kept) and with the forward's mask
-  kept as one byte an element (what keeping would save in time; it would cost that byte).
+- ``gluebox-dropout``: gluebox's forward dropout, ``(x * s) * k`` (draw, product, and the mask kept
+  1 bit an element);
+- ``gluebox-backward`` and ``gluebox-backward-drawn-again``: the backward pass's product with the
+  forward's mask, kept 1 bit an element (gluebox's way), and with the mask drawn again from its
+  counters (the previous version's: nothing kept).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from gluebox.training import philox
-from gluebox.training.dropout import Place, apply, threshold
+from gluebox.training.dropout import Mask, Place, apply, threshold
 
 P = 0.1
 KEY = (42, 0)
@@ -69,7 +70,7 @@ def philox4x32_torch(c0: torch.Tensor, high: tuple[int, int, int], key: tuple[in
 
 
 WAYS = ("bernoulli_", "torch-dropout", "numpy-philox-raw", "numpy-sfc64-raw", "torch-philox4x32", "torch-philox4x64",
-        "gluebox-mask", "gluebox-dropout", "gluebox-backward-drawn-again", "gluebox-backward-kept")
+        "gluebox-mask", "gluebox-dropout", "gluebox-backward", "gluebox-backward-drawn-again")
 
 
 class Ways:
@@ -81,7 +82,8 @@ class Ways:
         self.grad = torch.randn(n)
         self.noise = torch.empty(n)
         self.pool = ThreadPoolExecutor(max_workers=8)
-        self.kept = torch.from_numpy(self.mask())
+        self.drawn = Mask(KEY, PLACE)
+        self.drawn.apply(self.x, P)
 
     def mask(self) -> np.ndarray:
         """gluebox's draw alone: the boolean mask, in chunks on torch's thread count."""
@@ -107,20 +109,6 @@ class Ways:
         for future in futures:
             future.result()
 
-    def backward_kept(self) -> torch.Tensor:
-        """The backward's ``(grad * s) * k`` from a kept boolean mask: gluebox's chunks and threads, no draw."""
-        out = torch.empty_like(self.grad)
-        grad, kept, result, factor = self.grad.numpy(), self.kept.numpy(), out.numpy(), np.float32(1 / (1 - P))
-
-        def work(start: int, stop: int) -> None:
-            for a in range(start, stop, 1 << 17):
-                b = min(stop, a + (1 << 17))
-                np.multiply(grad[a:b], factor, out=result[a:b])
-                np.multiply(result[a:b], kept[a:b], out=result[a:b])
-
-        self.in_shares(work)
-        return out
-
     def torch_philox4x32(self) -> None:
         blocks = self.n // 4
         for start in range(0, blocks, PHILOX4X32_CHUNK):
@@ -137,9 +125,9 @@ class Ways:
             "torch-philox4x32": self.torch_philox4x32,
             "torch-philox4x64": lambda: philox.words_torch(KEY, PLACE.counter_high, 0, self.n // 2 // SLOW),
             "gluebox-mask": self.mask,
-            "gluebox-dropout": lambda: apply(self.x, P, KEY, PLACE),
+            "gluebox-dropout": lambda: Mask(KEY, PLACE).apply(self.x, P),
+            "gluebox-backward": lambda: self.drawn.apply(self.grad, P),
             "gluebox-backward-drawn-again": lambda: apply(self.grad, P, KEY, PLACE),
-            "gluebox-backward-kept": self.backward_kept,
         }
 
 

@@ -286,14 +286,14 @@ def worker(args) -> dict:
 
 class DropoutClock:
     """Wall time spent in gluebox's dropout (its masks drawn and applied: forward, backward and the
-    attention's recomputation), by timing :func:`gluebox.training.dropout.apply`. Under PyTorch's
+    attention's recomputation), by timing :meth:`gluebox.training.dropout.Mask.apply`. Under PyTorch's
     generator (``GLUEBOX_DROPOUT_GENERATOR=torch``) nothing runs there and it stays 0."""
 
     def __init__(self):
-        from gluebox.training import dropout
+        from gluebox.training.dropout import Mask
 
         self.seconds = 0.0
-        apply = dropout.apply
+        apply = Mask.apply
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
@@ -302,7 +302,7 @@ class DropoutClock:
             finally:
                 self.seconds += time.perf_counter() - start
 
-        dropout.apply = timed
+        Mask.apply = timed
 
 
 def timing(sampler: TakeTurns, tokens: list[int], padded: list[int], skip: int, count: int, batches_per_epoch: int,

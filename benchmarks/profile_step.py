@@ -9,7 +9,7 @@ in float32; ``--precision 32,bf16-mixed`` both, taking turns like the generators
 ``--generators philox,torch`` profiles each dropout generator over the same batches, the two taking
 turns step by step in this one process (``GLUEBOX_DROPOUT_GENERATOR`` is read at every step). For
 each it reports the mean step time, the time in gluebox's dropout (its masks drawn and applied; NumPy
-work the profiler does not see, timed around :func:`gluebox.training.dropout.apply`), the time in
+work the profiler does not see, timed around :meth:`gluebox.training.dropout.Mask.apply`), the time in
 PyTorch's dropout draws (``aten::bernoulli_``), and the operations with the most self CPU time.
 "Outside operations" is the step's wall time less the self time of every profiled operation and of
 gluebox's dropout: Python, the autograd engine's bookkeeping, and threads waiting.

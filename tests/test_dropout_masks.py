@@ -19,7 +19,8 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gluebox.training import dropout, philox
-from gluebox.training.dropout import CHUNK, SHARE, DropoutStream, Place, StepMasks, apply, keep_mask, scale, threshold
+from gluebox.training.dropout import (CHUNK, SHARE, DropoutStream, Mask, Place, StepMasks, apply, keep_mask, scale,
+                                      threshold)
 from gluebox.training.lean import RECOMPUTED
 
 ONES = (1 << 64) - 1
@@ -61,6 +62,41 @@ def test_the_cpus_dropout_is_the_mask_of_the_module_description(n):
     for dtype in (torch.float64, torch.bfloat16):  # other dtypes: the same mask and the same product
         low = x.to(dtype)
         assert torch.equal(apply(low, p, key, place), (low * scale(p)) * keep_mask(n, p, key, place).to(dtype))
+
+
+class PhiloxDraws:
+    """Counts the blocks drawn from NumPy's Philox while entered."""
+
+    def __init__(self, monkeypatch):
+        self.words = 0
+        original = philox.words_numpy
+
+        def counted(key, high, first_block, count):
+            self.words += count
+            return original(key, high, first_block, count)
+
+        monkeypatch.setattr(philox, "words_numpy", counted)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 1000, CHUNK + 13, 2 * SHARE + 9, 3 * CHUNK + 5])
+def test_a_mask_is_drawn_once_and_kept_one_bit_an_element(n, monkeypatch):
+    """The backward pass and the attention's recomputation apply a mask again without drawing it: the mask
+    kept from its first use, ceil(n / 8) bytes, gives the same ``(y * s) * k`` as drawing it from its
+    counters, in float32, bfloat16 and float64."""
+    key, place, p = (11, 0), Place(4, 1, 6), 0.1
+    generator = torch.Generator().manual_seed(n)
+    x, y = torch.randn(n, generator=generator), torch.randn(n, generator=generator)
+    k = keep_mask(n, p, key, place)
+    draws = PhiloxDraws(monkeypatch)
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        mask = Mask(key, place)
+        first = mask.apply(x.to(dtype), p)
+        drawn = draws.words
+        assert drawn >= n // 2 and mask.kept.nbytes == -(-n // 8)
+        again = mask.apply(y.to(dtype), p)
+        assert draws.words == drawn, "applied again without drawing"
+        assert torch.equal(first, (x.to(dtype) * scale(p)) * k.to(dtype))
+        assert torch.equal(again, (y.to(dtype) * scale(p)) * k.to(dtype))
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 1000, CHUNK + 13, 2 * SHARE + 9, 3 * CHUNK + 5])
@@ -234,7 +270,8 @@ def forward(model, masks=None):
 def test_every_family_draws_gluebox_masks_and_none_of_pytorchs(family, attention, lean, monkeypatch):
     """A training step's forward and backward passes draw nothing from PyTorch's generator; every dropout
     call PyTorch's generator would serve (counted in a plain forward pass) is served by a gluebox mask,
-    at the next place, and its output is ``(x * s) * k`` with ``k`` the mask at that place."""
+    at the next place, and its output is ``(x * s) * k`` with ``k`` the mask at that place. The backward
+    pass and the attention's recomputation draw nothing: they apply the masks kept from the forward."""
     lora = family.endswith("-lora")
     model = family_model(family.removesuffix("-lora"), attention, lean, lora)
     plain = TorchDraws()
@@ -245,9 +282,9 @@ def test_every_family_draws_gluebox_masks_and_none_of_pytorchs(family, attention
     served = []
     original = dropout.dropout
 
-    def recorded(x, p, key, place):
-        out = original(x, p, key, place)
-        served.append((x.detach().clone(), p, key, place, out.detach().clone()))
+    def recorded(x, p, mask):
+        out = original(x, p, mask)
+        served.append((x.detach().clone(), p, mask.key, mask.place, out.detach().clone()))
         return out
 
     monkeypatch.setattr(dropout, "dropout", recorded)
@@ -255,9 +292,11 @@ def test_every_family_draws_gluebox_masks_and_none_of_pytorchs(family, attention
     step = DropoutStream(seed=9).step(5, 1)
     with forward_draws:
         loss = forward(model, step)
+    philox_draws = PhiloxDraws(monkeypatch)
     with backward_draws:
         loss.backward()
     assert forward_draws.draws == 0 and backward_draws.draws == 0
+    assert philox_draws.words == 0, "the backward pass and the recomputation apply the kept masks"
     in_forward = served[: step.call]
     assert [place for *_, place, _ in in_forward] == [Place(5, 1, call) for call in range(plain.draws)]
     for x, p, key, place, out in served:

@@ -105,17 +105,27 @@ class CountDraws(TorchDispatchMode):
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_recompute_draws_the_forwards_masks_again_from_their_counters(attention, autocast, monkeypatch):
+def test_recompute_applies_the_forwards_masks_again(attention, autocast, monkeypatch):
     """With gluebox's masks the backward pass recomputes each layer's attention with the masks of the
-    forward's places (drawn again from their counters; nothing kept), and nothing else draws: in
-    float32 and under bfloat16 autocast (--precision bf16-mixed) alike."""
+    forward's places, the very masks the forward drew and kept (1 bit an element), and nothing else runs
+    dropout: in float32 and under bfloat16 autocast (--precision bf16-mixed) alike."""
     from gluebox.training import dropout
 
     places, drawn, original = {}, [], dropout.dropout
-    monkeypatch.setattr(dropout, "dropout", lambda x, p, key, place: drawn.append(place) or original(x, p, key, place))
+    kept = {}
+
+    def recorded(x, p, mask):
+        if mask.place in kept:
+            assert kept[mask.place] is mask and mask.kept is not None, "the forward's mask, kept"
+        kept[mask.place] = mask
+        drawn.append(mask.place)
+        return original(x, p, mask)
+
+    monkeypatch.setattr(dropout, "dropout", recorded)
     for lean in (False, True):
         model = tiny("bert", attention, lean=lean)
         drawn.clear()
+        kept.clear()
         step = DropoutStream(seed=3).step(0, 0)
         with step, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=torch.randint(1000, 3000, (2, 9)), labels=torch.tensor([0, 1])).loss

@@ -20,9 +20,10 @@ of the run's seed and the mask's place:
 Nothing in that depends on the thread count, the CPU's vendor or instruction set, or on where the
 mask is computed: on the CPU, chunks of a float32 mask are drawn and applied on all of torch's
 threads at once (NumPy's Philox releases Python's lock); elsewhere (a GPU, other dtypes) the same
-bits come from torch integer operations. The backward pass draws its masks again from their
-counters instead of keeping them, and so does the recomputation of the attention
-(:mod:`gluebox.training.lean`).
+bits come from torch integer operations. Each mask is drawn once, in the forward pass, and kept 1
+bit an element (:class:`Mask`; a DistilBERT micro-batch's take about 3 MB, a 32nd of its float32
+activations): the backward pass and the recomputation of the attention (:mod:`gluebox.training.lean`)
+apply the kept bits instead of drawing again, the draw being most of dropout's cost.
 
 **Where dropout is called.** While a training step's forward pass runs, :class:`StepMasks` (a
 ``TorchFunctionMode``) answers ``torch.nn.functional.dropout`` (every ``nn.Dropout`` module, the
@@ -107,35 +108,58 @@ def _bits(key, place: Place, start: int, stop: int) -> np.ndarray:
     return words.view("<u4")[: stop - start]
 
 
-def _apply_numpy(source: np.ndarray, out: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
-    """``out = (source * s) * k`` over elements ``start`` to ``stop``, a chunk at a time."""
+def _draw_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, key, place: Place,
+                start: int, stop: int) -> None:
+    """``out = (source * s) * k`` over elements ``start`` (a multiple of 8) to ``stop``, a chunk at a time,
+    and ``k`` kept in ``bits``, 1 bit an element (``numpy.packbits``' order)."""
     limit, factor = np.uint32(threshold(p)), np.float32(scale(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
         kept = np.less(_bits(key, place, a, b), limit)
+        bits[a // 8 : -(-b // 8)] = np.packbits(kept)
         np.multiply(source[a:b], factor, out=out[a:b])
         np.multiply(out[a:b], kept, out=out[a:b])
 
 
-def _mask_numpy(out: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
-    """``out`` (booleans) = the mask over elements ``start`` to ``stop``, a chunk at a time."""
+def _unpacked(bits: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The kept mask of elements ``a`` (a multiple of 8) to ``b``, as booleans, from its bits."""
+    return np.unpackbits(bits[a // 8 : -(-b // 8)], count=b - a).view(np.bool_)
+
+
+def _replay_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, start: int, stop: int) -> None:
+    """``out = (source * s) * k`` over elements ``start`` to ``stop``, with ``k`` from its kept bits."""
+    factor = np.float32(scale(p))
+    for a in range(start, stop, CHUNK):
+        b = min(stop, a + CHUNK)
+        np.multiply(source[a:b], factor, out=out[a:b])
+        np.multiply(out[a:b], _unpacked(bits, a, b), out=out[a:b])
+
+
+def _mask_numpy(bits: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+    """``bits`` = the mask over elements ``start`` to ``stop``, 1 bit an element, a chunk at a time."""
     limit = np.uint32(threshold(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
-        np.less(_bits(key, place, a, b), limit, out=out[a:b])
+        bits[a // 8 : -(-b // 8)] = np.packbits(np.less(_bits(key, place, a, b), limit))
 
 
-def _mask_bfloat16_numpy(scaled: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
+def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | None, start: int, stop: int) -> None:
     """``scaled *= k`` in place over elements ``start`` to ``stop`` of a bfloat16 tensor's bits (uint16),
-    a chunk at a time. NumPy has no bfloat16, but a bfloat16 is a float32's upper half: each chunk is
-    widened exactly, multiplied by its mask as float32 (the same IEEE product as torch's, signed zeros
+    a chunk at a time, ``k`` drawn (``draw``: ``(p, key, place)``) and kept in ``bits``, or (``draw``
+    None) taken from ``bits``. NumPy has no bfloat16, but a bfloat16 is a float32's upper half: each chunk
+    is widened exactly, multiplied by its mask as float32 (the same IEEE product as torch's, signed zeros
     and NaN included) and narrowed back exactly (``x * 1`` and ``x * 0`` are bfloat16 values)."""
-    limit = np.uint32(threshold(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
+        if draw is None:
+            kept = _unpacked(bits, a, b)
+        else:
+            p, key, place = draw
+            kept = np.less(_bits(key, place, a, b), np.uint32(threshold(p)))
+            bits[a // 8 : -(-b // 8)] = np.packbits(kept)
         wide = np.left_shift(scaled[a:b], 16, dtype=np.uint32)
         values = wide.view(np.float32)
-        np.multiply(values, np.less(_bits(key, place, a, b), limit), out=values)
+        np.multiply(values, kept, out=values)
         np.right_shift(wide, 16, out=wide)
         scaled[a:b] = wide
 
@@ -163,45 +187,71 @@ def _on_all_threads(n: int, work, *args) -> None:
         future.result()
 
 
+class Mask:
+    """The mask of the dropout call at ``place``: drawn from its counters the first time it is applied,
+    then kept, 1 bit an element (a GPU's: 1 byte, as PyTorch's dropout keeps it), for the backward pass
+    and the attention's recomputation (:mod:`gluebox.training.lean`), which apply it again without
+    drawing. A DistilBERT micro-batch's masks take about 3 MB."""
+
+    def __init__(self, key: tuple[int, int], place: Place):
+        self.key, self.place = key, place
+        self.kept: np.ndarray | torch.Tensor | None = None
+        """The kept elements: packed bits (NumPy uint8) on the CPU, booleans on other devices; None until drawn."""
+
+    def apply(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """``x`` with this mask applied: ``(x * s) * k`` (see the module's description)."""
+        if x.device.type != "cpu":
+            if self.kept is None:
+                self.kept = keep_mask(x.numel(), p, self.key, self.place, x.device)
+            return (x * scale(p)) * self.kept.view(x.shape).to(x.dtype)
+        n, drawing = x.numel(), self.kept is None
+        if drawing:
+            self.kept = np.empty(-(-n // 8), dtype=np.uint8)
+        if x.dtype == torch.bfloat16:  # x * s in torch (bfloat16's rounding), then times k in chunks on all threads
+            scaled = (x * scale(p)).contiguous()
+            draw = (p, self.key, self.place) if drawing else None
+            _on_all_threads(n, _mask_bfloat16_numpy, scaled.view(-1).view(torch.uint16).numpy(), self.kept, draw)
+            return scaled
+        if x.dtype != torch.float32:  # other dtypes (float16, float64): the same mask, the product in torch
+            if drawing:
+                _on_all_threads(n, _mask_numpy, self.kept, p, self.key, self.place)
+            kept = torch.from_numpy(np.unpackbits(self.kept, count=n).view(np.bool_))
+            return (x * scale(p)).mul_(kept.view(x.shape))
+        source = x.detach().contiguous()
+        out = torch.empty_like(source)
+        if drawing:
+            _on_all_threads(n, _draw_numpy, source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p, self.key,
+                            self.place)
+        else:
+            _on_all_threads(n, _replay_numpy, source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p)
+        return out
+
+
 def apply(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
-    """``x`` with the mask at ``place`` applied: ``(x * s) * k`` (see the module's description)."""
-    if x.device.type != "cpu":
-        kept = keep_mask(x.numel(), p, key, place, x.device).view(x.shape)
-        return (x * scale(p)) * kept.to(x.dtype)
-    if x.dtype == torch.bfloat16:  # x * s in torch (bfloat16's rounding), then times k in chunks on all threads
-        scaled = (x * scale(p)).contiguous()
-        _on_all_threads(scaled.numel(), _mask_bfloat16_numpy, scaled.view(-1).view(torch.uint16).numpy(), p, key, place)
-        return scaled
-    if x.dtype != torch.float32:  # other dtypes (float16, float64): the same mask, the product in torch
-        kept = np.empty(x.numel(), dtype=np.bool_)
-        _on_all_threads(x.numel(), _mask_numpy, kept, p, key, place)
-        return (x * scale(p)).mul_(torch.from_numpy(kept).view(x.shape))
-    source = x.detach().contiguous()
-    out = torch.empty_like(source)
-    _on_all_threads(source.numel(), _apply_numpy, source.view(-1).numpy(), out.view(-1).numpy(), p, key, place)
-    return out
+    """``x`` with the mask at ``place`` applied, drawn from its counters: ``(x * s) * k``."""
+    return Mask(key, place).apply(x, p)
 
 
 class _Dropout(torch.autograd.Function):
-    """Dropout with the mask at a place; the backward pass draws the same mask again from its counters."""
+    """Dropout with a mask; the backward pass applies the same mask, kept from the forward pass."""
 
     @staticmethod
-    def forward(ctx, x, p, key, place):
-        ctx.p, ctx.key, ctx.place = p, key, place
-        return apply(x, p, key, place)
+    def forward(ctx, x, p, mask: Mask):
+        ctx.p, ctx.mask = p, mask
+        return mask.apply(x, p)
 
     @staticmethod
     def backward(ctx, grad):
-        return apply(grad, ctx.p, ctx.key, ctx.place), None, None, None
+        return ctx.mask.apply(grad, ctx.p), None, None
 
 
-def dropout(x: torch.Tensor, p: float, key: tuple[int, int], place: Place) -> torch.Tensor:
-    """Training-mode dropout of ``x`` with probability ``p`` and the mask at ``place``."""
+def dropout(x: torch.Tensor, p: float, mask: Mask) -> torch.Tensor:
+    """Training-mode dropout of ``x`` with probability ``p`` and ``mask``."""
     if p <= 0.0 or x.numel() == 0:
         return x
     if p >= 1.0:
         return x * 0.0
-    return _Dropout.apply(x, p, key, place)
+    return _Dropout.apply(x, p, mask)
 
 
 def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, softmax_scale=None,
@@ -260,23 +310,29 @@ class StepMasks(TorchFunctionMode):
     the dropout calls from ``call``. Entered around a micro-batch's forward pass by the training step;
     :func:`current` is the innermost one entered in this thread."""
 
-    def __init__(self, key: tuple[int, int], step: int, micro_batch: int, call: int = 0):
+    def __init__(self, key: tuple[int, int], step: int, micro_batch: int, call: int = 0,
+                 masks: dict[Place, Mask] | None = None):
         super().__init__()
         self.key, self.step, self.micro_batch, self.call = key, step, micro_batch, call
+        self.masks: dict[Place, Mask] = {} if masks is None else masks
+        """The micro-batch's masks by place, shared with :meth:`at`'s: a recomputation applies the kept masks."""
 
     def place(self) -> Place:
         """The next dropout call's place."""
         return Place(self.step, self.micro_batch, self.call)
 
     def at(self, place: Place) -> StepMasks:
-        """Masks that number calls from ``place`` (a recomputation draws its forward pass's masks again)."""
-        return StepMasks(self.key, *place)
+        """Masks that number calls from ``place``: a recomputation applies its forward pass's masks again."""
+        return StepMasks(self.key, *place, masks=self.masks)
 
     def draw(self, x: torch.Tensor, p: float) -> torch.Tensor:
-        """Dropout of ``x`` with the next call's mask."""
+        """Dropout of ``x`` with the next call's mask (the one kept from the forward pass in a recomputation)."""
         place = self.place()
         self.call += 1
-        return dropout(x, p, self.key, place)
+        mask = self.masks.get(place)
+        if mask is None:
+            mask = self.masks[place] = Mask(self.key, place)
+        return dropout(x, p, mask)
 
     def __enter__(self):
         stack = getattr(_active, "stack", None)

@@ -9,8 +9,8 @@ instead of kept from the forward pass, in every layer:
   the backward pass. :func:`make_lean` runs the model's own attention function under
   activation checkpointing: the forward keeps only queries, keys and values; the backward
   runs it again. Its dropout masks come from counters (:mod:`gluebox.training.dropout`):
-  the recomputation draws them again at the place where the forward pass drew them, so it
-  gets the same masks and keeps nothing for them. Under ``GLUEBOX_DROPOUT_GENERATOR=torch``
+  the recomputation applies the masks of the places where the forward pass drew them, kept
+  1 bit an element (a 32nd of the probabilities it does not keep). Under ``GLUEBOX_DROPOUT_GENERATOR=torch``
   (PyTorch's generator, a benchmark way) the forward keeps the masks it drew, one byte an
   element (:class:`DropoutMasks`), and the backward gets them back instead of drawing anew,
   with ``sdpa`` pinned to its math kernel (the one it runs with dropout on the CPU anyway:
@@ -94,7 +94,7 @@ def _recompute_attention(model) -> None:
 def _drawn_again(step_masks: StepMasks, inner, module, attention_mask, kwargs):
     """The attention as a function of queries, keys and values for checkpointing: its first run (the
     forward pass) draws from the step's masks, moving their count on; its recomputation in the backward
-    pass draws the same masks again from their counters."""
+    pass applies the masks of the same places again (kept by the step's masks)."""
     start = step_masks.place()
     runs = 0
 

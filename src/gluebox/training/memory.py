@@ -11,7 +11,7 @@ The estimate adds up what a training step holds at its peak:
   bytes, at the longest sequence of the training data. With ``--recompute`` (the default,
   :mod:`gluebox.training.lean`) the activation function's output is not kept
   (``ACT_PER_HIDDEN_RECOMPUTED``) and the attention's square tensors exist for one layer at
-  a time, while the backward pass recomputes it; each layer keeps only its dropout mask, one byte
+  a time, while the backward pass recomputes it; each layer keeps only its dropout mask, one bit
   an element (``KEPT_MASK_PER_HEAD_TOKEN``).
 
 The constants were measured on DistilBERT-shaped models (docs/performance.md, "Memory by default");
@@ -46,9 +46,9 @@ ACT_PER_HIDDEN = 76
 ACT_PER_HEAD_TOKEN = 12
 ACT_PER_HIDDEN_RECOMPUTED = ACT_PER_HIDDEN - 16
 """Without the activation function's output (4 x hidden floats a token) kept for the backward pass."""
-KEPT_MASK_PER_HEAD_TOKEN = 1
-"""With recompute, each layer keeps its attention's dropout mask (a bool per head, token and position) for
-the recomputation, instead of drawing it again."""
+KEPT_MASK_PER_HEAD_TOKEN = 1 / 8
+"""With recompute, each layer keeps its attention's dropout mask (a bit per head, token and position) for
+the recomputation, instead of drawing it again (:class:`gluebox.training.dropout.Mask`)."""
 SAFETY = 0.97
 """Plan to use at most this share of the budget.
 
