@@ -15,7 +15,7 @@ The ways:
 - ``torch-dropout``: ``torch.nn.functional.dropout`` in training mode (the draw, the scaling and
   the product: today's whole forward dropout);
 - ``numpy-philox-raw`` and ``numpy-sfc64-raw``: the bare generators, NumPy's Philox4x64-10 and
-  SFC64 (not counter-based; for scale), 64 bits a word, two elements a word, one thread;
+  SFC64 (not counter-based; for scale), 64 bits a word, four 16-bit elements a word, one thread;
 - ``torch-philox4x32``: Philox4x32-10 in int64 torch operations on 256K-element chunks (a
   candidate: every one of its ~100 operations a block reads and writes memory);
 - ``torch-philox4x64``: gluebox's torch-operations path (the one a GPU runs), here on the CPU
@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from gluebox.training import philox
-from gluebox.training.dropout import Mask, Place, apply, threshold
+from gluebox.training import dropout
+from gluebox.training.dropout import Mask, Place, apply
 
 P = 0.1
 KEY = (42, 0)
@@ -86,18 +87,10 @@ class Ways:
         self.drawn.apply(self.x, P)
 
     def mask(self) -> np.ndarray:
-        """gluebox's draw alone: the boolean mask, in chunks on torch's thread count."""
-        out = np.empty(self.n, dtype=np.bool_)
-        limit = np.uint32(threshold(P))
-
-        def fill(start: int, stop: int) -> None:
-            for a in range(start, stop, 1 << 17):
-                b = min(stop, a + (1 << 17))
-                words = philox.words_numpy(KEY, PLACE.counter_high, a // 8, (b - a + 1) // 2)
-                np.less(words.view("<u4")[: b - a], limit, out=out[a:b])
-
-        self.in_shares(fill)
-        return out
+        """gluebox's draw alone: the mask, 1 bit an element, in chunks on torch's thread count."""
+        bits = np.empty(-(-self.n // 8), dtype=np.uint8)
+        dropout._on_all_threads(self.n, dropout._mask_numpy, bits, P, KEY, PLACE)
+        return bits
 
     def in_shares(self, work) -> None:
         """``work(start, stop)`` over shares of the elements, one share a torch thread (as gluebox's dropout)."""
@@ -114,16 +107,16 @@ class Ways:
         for start in range(0, blocks, PHILOX4X32_CHUNK):
             c0 = torch.arange(start, min(blocks, start + PHILOX4X32_CHUNK), dtype=torch.int64)
             words = philox4x32_torch(c0, PLACE.counter_high, KEY)
-            torch.stack([w < threshold(P) for w in words], dim=1)
+            torch.stack([w < round((1 - P) * 2**32) for w in words], dim=1)  # 32 bits an element
 
     def functions(self) -> dict:
         return {
             "bernoulli_": lambda: self.noise.bernoulli_(1 - P),
             "torch-dropout": lambda: torch.nn.functional.dropout(self.x, P, training=True),
-            "numpy-philox-raw": lambda: np.random.Philox(key=np.array(KEY, dtype=np.uint64)).random_raw(self.n // 2),
-            "numpy-sfc64-raw": lambda: np.random.SFC64(1).random_raw(self.n // 2),
+            "numpy-philox-raw": lambda: np.random.Philox(key=np.array(KEY, dtype=np.uint64)).random_raw(self.n // 4),
+            "numpy-sfc64-raw": lambda: np.random.SFC64(1).random_raw(self.n // 4),
             "torch-philox4x32": self.torch_philox4x32,
-            "torch-philox4x64": lambda: philox.words_torch(KEY, PLACE.counter_high, 0, self.n // 2 // SLOW),
+            "torch-philox4x64": lambda: philox.words_torch(KEY, PLACE.counter_high, 0, self.n // 4 // SLOW),
             "gluebox-mask": self.mask,
             "gluebox-dropout": lambda: Mask(KEY, PLACE).apply(self.x, P),
             "gluebox-backward": lambda: self.drawn.apply(self.grad, P),

@@ -11,9 +11,10 @@ of the run's seed and the mask's place:
   the training loop (the step is part of every checkpoint, so a resumed run draws the same masks),
   ``call`` numbers the dropout calls of the micro-batch's forward pass from 0, and ``block``
   numbers the mask's blocks of 8 elements;
-- **element** ``e`` of a mask takes 32 bits: half ``e % 2`` (the low half first) of word
-  ``(e % 8) // 2`` of block ``e // 8``. It is kept when that number is below
-  ``round((1 - p) 2**32)``, so an element is kept with probability ``1 - p`` to within ``2**-32``;
+- **element** ``e`` of a mask takes 16 bits: quarter ``e % 4`` (the lowest first) of word
+  ``(e % 16) // 4`` of block ``e // 16``. It is kept when that number is below
+  ``round((1 - p) 2**16)``, so an element is kept with probability ``1 - p`` to within ``2**-17``
+  (FlashAttention's GPU dropout uses 8 bits an element; 16 halve the draw against 32);
 - a kept element is scaled by ``s = float32(1 / float32(1 - p))``: the output is ``(x * s) * k``
   with ``k`` 1 or 0, in the input's dtype, and the backward pass's is ``(grad * s) * k``.
 
@@ -54,8 +55,8 @@ from gluebox.training import philox
 GENERATOR_VARIABLE = "GLUEBOX_DROPOUT_GENERATOR"
 """``torch``: dropout draws from PyTorch's generator, as before this version (a benchmark way)."""
 
-ELEMENTS_PER_BLOCK = 8
-"""A Philox4x64 block is 256 bits: eight 32-bit numbers, one an element."""
+ELEMENTS_PER_BLOCK = 16
+"""A Philox4x64 block is 256 bits: sixteen 16-bit numbers, one an element."""
 CHUNK = 1 << 17
 """Elements drawn and applied at a time by one thread: its arrays stay in the core's L2 cache."""
 SHARE = 1 << 15
@@ -72,8 +73,8 @@ def uses_philox() -> bool:
 
 
 def threshold(p: float) -> int:
-    """Keep an element when its 32-bit number is below this: ``round((1 - p) 2**32)``, at most ``2**32 - 1``."""
-    return min(round((1.0 - p) * 2**32), 2**32 - 1)
+    """Keep an element when its 16-bit number is below this: ``round((1 - p) 2**16)``, at most ``2**16 - 1``."""
+    return min(round((1.0 - p) * 2**16), 2**16 - 1)
 
 
 def scale(p: float) -> float:
@@ -95,24 +96,24 @@ class Place(tuple):
 
 def keep_mask(n: int, p: float, key: tuple[int, int], place: Place, device="cpu") -> torch.Tensor:
     """The mask of ``n`` elements at ``place`` (True: kept), computed with torch operations on ``device``."""
-    words = philox.words_torch(key, place.counter_high, 0, -(-n // 2), device)
-    halves = torch.stack([words & 0xFFFFFFFF, (words >> 32) & 0xFFFFFFFF], dim=-1).reshape(-1)[:n]
-    return halves < threshold(p)
+    words = philox.words_torch(key, place.counter_high, 0, -(-n // 4), device)
+    quarters = torch.stack([(words >> shift) & 0xFFFF for shift in (0, 16, 32, 48)], dim=-1).reshape(-1)[:n]
+    return quarters < threshold(p)
 
 
 def _bits(key, place: Place, start: int, stop: int) -> np.ndarray:
-    """The 32-bit numbers of elements ``start`` (a multiple of 8) to ``stop``, by NumPy's Philox."""
-    words = philox.words_numpy(key, place.counter_high, start // ELEMENTS_PER_BLOCK, -(-(stop - start) // 2))
+    """The 16-bit numbers of elements ``start`` (a multiple of 16) to ``stop``, by NumPy's Philox."""
+    words = philox.words_numpy(key, place.counter_high, start // ELEMENTS_PER_BLOCK, -(-(stop - start) // 4))
     if sys.byteorder != "little":
         words = words.astype("<u8")
-    return words.view("<u4")[: stop - start]
+    return words.view("<u2")[: stop - start]
 
 
 def _draw_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, key, place: Place,
                 start: int, stop: int) -> None:
-    """``out = (source * s) * k`` over elements ``start`` (a multiple of 8) to ``stop``, a chunk at a time,
+    """``out = (source * s) * k`` over elements ``start`` (a multiple of 16) to ``stop``, a chunk at a time,
     and ``k`` kept in ``bits``, 1 bit an element (``numpy.packbits``' order)."""
-    limit, factor = np.uint32(threshold(p)), np.float32(scale(p))
+    limit, factor = np.uint16(threshold(p)), np.float32(scale(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
         kept = np.less(_bits(key, place, a, b), limit)
@@ -137,7 +138,7 @@ def _replay_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: floa
 
 def _mask_numpy(bits: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
     """``bits`` = the mask over elements ``start`` to ``stop``, 1 bit an element, a chunk at a time."""
-    limit = np.uint32(threshold(p))
+    limit = np.uint16(threshold(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
         bits[a // 8 : -(-b // 8)] = np.packbits(np.less(_bits(key, place, a, b), limit))
@@ -155,7 +156,7 @@ def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | Non
             kept = _unpacked(bits, a, b)
         else:
             p, key, place = draw
-            kept = np.less(_bits(key, place, a, b), np.uint32(threshold(p)))
+            kept = np.less(_bits(key, place, a, b), np.uint16(threshold(p)))
             bits[a // 8 : -(-b // 8)] = np.packbits(kept)
         wide = np.left_shift(scaled[a:b], 16, dtype=np.uint32)
         values = wide.view(np.float32)
