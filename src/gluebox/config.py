@@ -119,6 +119,9 @@ def parse_column(name: str | None) -> str | None:
     return None if name is None or str(name).lower() == "none" else str(name)
 
 
+MIXED_PRECISIONS = ("bf16-mixed", "16-mixed")
+"""The ``--precision`` values that train under autocast (the others: ``32``)."""
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Each field is a ``gluebox train`` flag."""
@@ -394,7 +397,7 @@ class TrainConfig:
         "GPUs from Ampere on, recent CPUs) or 16-mixed (float16 autocast with loss scaling: GPUs). "
         "Mixed precision changes the results' last digits; it is faster on GPUs and on CPUs with bfloat16 "
         "units (AMX), which the run's first lines point out.",
-        choices=("32", "bf16-mixed", "16-mixed"),
+        choices=("32", *MIXED_PRECISIONS),
     )
     num_nodes: int = _arg(
         1, "Machines taking part in the run (for torchrun or a cluster scheduler, --nnodes).", fixed_by_sweep=True
@@ -508,7 +511,7 @@ class TrainConfig:
         """``--pad_to_multiple_of``, or its default for this run's precision."""
         if self.pad_to_multiple_of is not None:
             return self.pad_to_multiple_of
-        return 8 if self.precision in ("bf16-mixed", "16-mixed") else 1
+        return 8 if self.precision in MIXED_PRECISIONS else 1
 
     def pad_width(self, longest: int) -> int:
         """The padded length of a micro-batch whose longest example has ``longest`` tokens: ``--max_seq_length``

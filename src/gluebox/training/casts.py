@@ -24,6 +24,8 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from gluebox.config import MIXED_PRECISIONS
+
 
 def weight_casts_kept_for_the_step(fabric, micro_batches: int):
     """Under mixed precision, each weight cast to the low dtype once per optimizer step instead of once
@@ -41,7 +43,7 @@ def weight_casts_kept_for_the_step(fabric, micro_batches: int):
 
 def mixed_precision(fabric) -> bool:
     """Whether ``fabric`` trains under autocast (``bf16-mixed`` or ``16-mixed``)."""
-    return getattr(fabric.strategy.precision, "precision", "32") in ("bf16-mixed", "16-mixed")
+    return getattr(fabric.strategy.precision, "precision", "32") in MIXED_PRECISIONS
 
 
 class InputCasts(TorchFunctionMode):
