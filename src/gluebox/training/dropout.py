@@ -255,6 +255,22 @@ def dropout(x: torch.Tensor, p: float, mask: Mask) -> torch.Tensor:
     return _Dropout.apply(x, p, mask)
 
 
+class _DenseProduct(torch.autograd.Function):
+    """``t * factor`` written in a new contiguous tensor. Queries and keys split into heads are strided
+    views of the projections: their product would keep those strides, and the matrix multiply would
+    then copy it again to fold the batch and head dimensions (a pass over every query and key, twice
+    a layer with ``--recompute``). Same values; the gradient is ``grad * factor`` as the product's."""
+
+    @staticmethod
+    def forward(ctx, t, factor):
+        ctx.factor = factor
+        return torch.mul(t, factor, out=torch.empty(t.shape, dtype=t.dtype, device=t.device))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
 def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, softmax_scale=None,
               enable_gqa=False, *, dropout_with, reduced_precision: bool = False) -> torch.Tensor:
     """``scaled_dot_product_attention``'s math kernel, the same operations in the same order, with
@@ -276,7 +292,7 @@ def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
         value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
     if is_causal:
         attn_mask = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
-    scores = torch.matmul(query * factor, key.transpose(-2, -1) * factor)
+    scores = torch.matmul(_DenseProduct.apply(query, factor), _DenseProduct.apply(key, factor).transpose(-2, -1))
     whole_rows_masked = False
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
