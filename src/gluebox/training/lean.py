@@ -69,8 +69,8 @@ def _recompute_attention(model) -> None:
 
         step_masks = current()
         if step_masks is not None:  # any device, any precision: the recomputation runs under the forward's autocast
-            return checkpoint(_drawn_again(step_masks, inner, module, attention_mask, kwargs), query, key, value,
-                              use_reentrant=False, preserve_rng_state=False), None
+            attend = _with_the_forwards_masks(step_masks, inner, module, attention_mask, kwargs)
+            return checkpoint(attend, query, key, value, use_reentrant=False, preserve_rng_state=False), None
         if query.device.type != "cpu" or torch.is_autocast_enabled(query.device.type):
             # PyTorch's generator elsewhere: a GPU's fused attention draws its masks inside the kernel (nothing
             # to keep), and under autocast eager and sdpa round differently: the model's own attention, kept
@@ -91,7 +91,7 @@ def _recompute_attention(model) -> None:
     model.set_attn_implementation(f"{RECOMPUTED}_{name}")
 
 
-def _drawn_again(step_masks: StepMasks, inner, module, attention_mask, kwargs):
+def _with_the_forwards_masks(step_masks: StepMasks, inner, module, attention_mask, kwargs):
     """The attention as a function of queries, keys and values for checkpointing: its first run (the
     forward pass) draws from the step's masks, moving their count on; its recomputation in the backward
     pass applies the masks of the same places again (kept by the step's masks)."""
