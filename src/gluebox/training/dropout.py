@@ -10,7 +10,7 @@ of the run's seed and the mask's place:
 - **counter** ``(block, call, micro-batch, optimizer step)``: the step and micro-batch come from
   the training loop (the step is part of every checkpoint, so a resumed run draws the same masks),
   ``call`` numbers the dropout calls of the micro-batch's forward pass from 0, and ``block``
-  numbers the mask's blocks of 8 elements;
+  numbers the mask's blocks of 16 elements;
 - **element** ``e`` of a mask takes 16 bits: quarter ``e % 4`` (the lowest first) of word
   ``(e % 16) // 4`` of block ``e // 16``. It is kept when that number is below
   ``round((1 - p) 2**16)``, so an element is kept with probability ``1 - p`` to within ``2**-17``

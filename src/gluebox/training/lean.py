@@ -10,9 +10,10 @@ instead of kept from the forward pass, in every layer:
   activation checkpointing: the forward keeps only queries, keys and values; the backward
   runs it again. Its dropout masks come from counters (:mod:`gluebox.training.dropout`):
   the recomputation applies the masks of the places where the forward pass drew them, kept
-  1 bit an element (a 32nd of the probabilities it does not keep). Under ``GLUEBOX_DROPOUT_GENERATOR=torch``
-  (PyTorch's generator, a benchmark way) the forward keeps the masks it drew, one byte an
-  element (:class:`DropoutMasks`), and the backward gets them back instead of drawing anew,
+  1 bit an element (a 32nd of the probabilities it does not keep). Under
+  ``GLUEBOX_DROPOUT_GENERATOR=torch`` (PyTorch's generator, a benchmark way) the forward keeps
+  the masks it drew, one byte an element (:class:`DropoutMasks`), and the backward gets them
+  back instead of drawing anew,
   with ``sdpa`` pinned to its math kernel (the one it runs with dropout on the CPU anyway:
   under checkpointing it would otherwise pick another kernel). That way is for the CPU
   in float32 only: on a GPU (whose fused attention draws inside the kernel) or under autocast
