@@ -109,15 +109,22 @@ def _bits(key, place: Place, start: int, stop: int) -> np.ndarray:
     return words.view("<u2")[: stop - start]
 
 
+def _drawn_and_kept(bits: np.ndarray, p: float, key, place: Place, a: int, b: int) -> np.ndarray:
+    """The mask of elements ``a`` (a multiple of 16) to ``b`` as booleans, drawn, and kept in ``bits``
+    (1 bit an element, ``numpy.packbits``' order)."""
+    kept = np.less(_bits(key, place, a, b), np.uint16(threshold(p)))
+    bits[a // 8 : -(-b // 8)] = np.packbits(kept)
+    return kept
+
+
 def _draw_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, key, place: Place,
                 start: int, stop: int) -> None:
     """``out = (source * s) * k`` over elements ``start`` (a multiple of 16) to ``stop``, a chunk at a time,
     and ``k`` kept in ``bits``, 1 bit an element (``numpy.packbits``' order)."""
-    limit, factor = np.uint16(threshold(p)), np.float32(scale(p))
+    factor = np.float32(scale(p))
     for a in range(start, stop, CHUNK):
         b = min(stop, a + CHUNK)
-        kept = np.less(_bits(key, place, a, b), limit)
-        bits[a // 8 : -(-b // 8)] = np.packbits(kept)
+        kept = _drawn_and_kept(bits, p, key, place, a, b)
         np.multiply(source[a:b], factor, out=out[a:b])
         np.multiply(out[a:b], kept, out=out[a:b])
 
@@ -138,10 +145,8 @@ def _replay_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: floa
 
 def _mask_numpy(bits: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
     """``bits`` = the mask over elements ``start`` to ``stop``, 1 bit an element, a chunk at a time."""
-    limit = np.uint16(threshold(p))
     for a in range(start, stop, CHUNK):
-        b = min(stop, a + CHUNK)
-        bits[a // 8 : -(-b // 8)] = np.packbits(np.less(_bits(key, place, a, b), limit))
+        _drawn_and_kept(bits, p, key, place, a, min(stop, a + CHUNK))
 
 
 def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | None, start: int, stop: int) -> None:
@@ -155,9 +160,7 @@ def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | Non
         if draw is None:
             kept = _unpacked(bits, a, b)
         else:
-            p, key, place = draw
-            kept = np.less(_bits(key, place, a, b), np.uint16(threshold(p)))
-            bits[a // 8 : -(-b // 8)] = np.packbits(kept)
+            kept = _drawn_and_kept(bits, *draw, a, b)
         wide = np.left_shift(scaled[a:b], 16, dtype=np.uint32)
         values = wide.view(np.float32)
         np.multiply(values, kept, out=values)
