@@ -20,8 +20,8 @@ The ways:
   candidate: every one of its ~100 operations a block reads and writes memory);
 - ``torch-philox4x64``: gluebox's torch-operations path (the one a GPU runs), here on the CPU
   (on a sixteenth of the elements);
-- ``gluebox-mask``: gluebox's draw alone (NumPy's Philox and the threshold, in chunks on all
-  threads): a boolean mask;
+- ``gluebox-mask``: gluebox's draw alone (NumPy's Philox and the threshold, in chunks on the
+  calling thread, as in a training step): the mask packed to bits;
 - ``gluebox-dropout``: gluebox's forward dropout, ``(x * s) * k`` (draw, product, and the mask kept
   1 bit an element);
 - ``gluebox-backward`` and ``gluebox-backward-drawn-again``: the backward pass's product with the
@@ -38,7 +38,6 @@ import platform
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -82,25 +81,14 @@ class Ways:
         self.x = torch.randn(n)
         self.grad = torch.randn(n)
         self.noise = torch.empty(n)
-        self.pool = ThreadPoolExecutor(max_workers=8)
         self.drawn = Mask(KEY, PLACE)
         self.drawn.apply(self.x, P)
 
     def mask(self) -> np.ndarray:
-        """gluebox's draw alone: the mask, 1 bit an element, in chunks on torch's thread count."""
+        """gluebox's draw alone: the mask, 1 bit an element, in chunks (on the calling thread, as in training)."""
         bits = np.empty(-(-self.n // 8), dtype=np.uint8)
-        dropout._on_all_threads(self.n, dropout._mask_numpy, bits, P, KEY, PLACE)
+        dropout._mask_numpy(bits, self.n, P, KEY, PLACE)
         return bits
-
-    def in_shares(self, work) -> None:
-        """``work(start, stop)`` over shares of the elements, one share a torch thread (as gluebox's dropout)."""
-        threads = torch.get_num_threads()
-        size = -(-self.n // threads // 8) * 8
-        shares = [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
-        futures = [self.pool.submit(work, a, b) for a, b in shares[1:]]
-        work(*shares[0])
-        for future in futures:
-            future.result()
 
     def torch_philox4x32(self) -> None:
         blocks = self.n // 4

@@ -7,7 +7,7 @@
    ``--precision 32``, ``bf16-mixed`` and ``16-mixed``: training seconds, peak GPU memory
    (``torch.cuda.max_memory_allocated``), the last epoch's losses and accuracy.
 2. **Dropout masks.** gluebox's masks drawn on the GPU (torch integer operations) against the CPU's
-   (NumPy's Philox, chunked on all threads) for the same seed and places, in float32 and bfloat16:
+   (NumPy's Philox, in chunks) for the same seed and places, in float32 and bfloat16:
    they must be equal bit for bit.
 3. **CPU against GPU.** The step losses of a short run (``--max_train_samples``, float32) on the CPU
    and on the GPU: the same masks and data order, so the losses differ only by the kernels'

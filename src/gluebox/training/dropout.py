@@ -19,9 +19,11 @@ of the run's seed and the mask's place:
   with ``k`` 1 or 0, in the input's dtype, and the backward pass's is ``(grad * s) * k``.
 
 Nothing in that depends on the thread count, the CPU's vendor or instruction set, or on where the
-mask is computed: on the CPU, chunks of a float32 mask are drawn and applied on all of torch's
-threads at once (NumPy's Philox releases Python's lock); elsewhere (a GPU, other dtypes) the same
-bits come from torch integer operations. Each mask is drawn once, in the forward pass, and kept 1
+mask is computed: on the CPU, NumPy's Philox draws a mask and NumPy applies it, a chunk at a time
+that stays in the core's cache; elsewhere (a GPU) the same bits come from torch integer operations.
+On one thread: in a training step torch's OpenMP workers spin for a while after each parallel
+operation, and a second NumPy thread would share a core with one of them. Measured in whole steps
+(docs/performance.md), drawing on two threads made a DistilBERT step slower than on one. Each mask is drawn once, in the forward pass, and kept 1
 bit an element (:class:`Mask`; a DistilBERT micro-batch's take about 3 MB, a 32nd of its float32
 activations): the backward pass and the recomputation of the attention (:mod:`gluebox.training.lean`)
 apply the kept bits instead of drawing again, the draw being most of dropout's cost.
@@ -43,7 +45,6 @@ import math
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,12 +59,7 @@ GENERATOR_VARIABLE = "GLUEBOX_DROPOUT_GENERATOR"
 ELEMENTS_PER_BLOCK = 16
 """A Philox4x64 block is 256 bits: sixteen 16-bit numbers, one an element."""
 CHUNK = 1 << 17
-"""Elements drawn and applied at a time by one thread: its arrays stay in the core's L2 cache."""
-SHARE = 1 << 15
-"""Fewest elements worth another thread (handing work to a thread costs tens of microseconds)."""
-
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None
-"""The process that made the pool, its size, and the pool of the other threads' shares."""
+"""Elements drawn and applied at a time: their arrays stay in the core's L2 cache."""
 _active = threading.local()
 
 
@@ -117,13 +113,12 @@ def _drawn_and_kept(bits: np.ndarray, p: float, key, place: Place, a: int, b: in
     return kept
 
 
-def _draw_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, key, place: Place,
-                start: int, stop: int) -> None:
-    """``out = (source * s) * k`` over elements ``start`` (a multiple of 16) to ``stop``, a chunk at a time,
-    and ``k`` kept in ``bits``, 1 bit an element (``numpy.packbits``' order)."""
+def _draw_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, key, place: Place) -> None:
+    """``out = (source * s) * k``, a chunk at a time, and ``k`` kept in ``bits``, 1 bit an element
+    (``numpy.packbits``' order)."""
     factor = np.float32(scale(p))
-    for a in range(start, stop, CHUNK):
-        b = min(stop, a + CHUNK)
+    for a in range(0, source.size, CHUNK):
+        b = min(source.size, a + CHUNK)
         kept = _drawn_and_kept(bits, p, key, place, a, b)
         np.multiply(source[a:b], factor, out=out[a:b])
         np.multiply(out[a:b], kept, out=out[a:b])
@@ -134,29 +129,28 @@ def _unpacked(bits: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.unpackbits(bits[a // 8 : -(-b // 8)], count=b - a).view(np.bool_)
 
 
-def _replay_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float, start: int, stop: int) -> None:
-    """``out = (source * s) * k`` over elements ``start`` to ``stop``, with ``k`` from its kept bits."""
+def _replay_numpy(source: np.ndarray, out: np.ndarray, bits: np.ndarray, p: float) -> None:
+    """``out = (source * s) * k``, a chunk at a time, with ``k`` from its kept bits."""
     factor = np.float32(scale(p))
-    for a in range(start, stop, CHUNK):
-        b = min(stop, a + CHUNK)
+    for a in range(0, source.size, CHUNK):
+        b = min(source.size, a + CHUNK)
         np.multiply(source[a:b], factor, out=out[a:b])
         np.multiply(out[a:b], _unpacked(bits, a, b), out=out[a:b])
 
 
-def _mask_numpy(bits: np.ndarray, p: float, key, place: Place, start: int, stop: int) -> None:
-    """``bits`` = the mask over elements ``start`` to ``stop``, 1 bit an element, a chunk at a time."""
-    for a in range(start, stop, CHUNK):
-        _drawn_and_kept(bits, p, key, place, a, min(stop, a + CHUNK))
+def _mask_numpy(bits: np.ndarray, n: int, p: float, key, place: Place) -> None:
+    """``bits`` = the mask of ``n`` elements, 1 bit an element, a chunk at a time."""
+    for a in range(0, n, CHUNK):
+        _drawn_and_kept(bits, p, key, place, a, min(n, a + CHUNK))
 
 
-def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | None, start: int, stop: int) -> None:
-    """``scaled *= k`` in place over elements ``start`` to ``stop`` of a bfloat16 tensor's bits (uint16),
-    a chunk at a time, ``k`` drawn (``draw``: ``(p, key, place)``) and kept in ``bits``, or (``draw``
+def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | None) -> None:
+    """``scaled *= k`` in place over a bfloat16 tensor's bits (uint16), a chunk at a time, ``k`` drawn (``draw``: ``(p, key, place)``) and kept in ``bits``, or (``draw``
     None) taken from ``bits``. NumPy has no bfloat16, but a bfloat16 is a float32's upper half: each chunk
     is widened exactly, multiplied by its mask as float32 (the same IEEE product as torch's, signed zeros
     and NaN included) and narrowed back exactly (``x * 1`` and ``x * 0`` are bfloat16 values)."""
-    for a in range(start, stop, CHUNK):
-        b = min(stop, a + CHUNK)
+    for a in range(0, scaled.size, CHUNK):
+        b = min(scaled.size, a + CHUNK)
         if draw is None:
             kept = _unpacked(bits, a, b)
         else:
@@ -166,29 +160,6 @@ def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | Non
         np.multiply(values, kept, out=values)
         np.right_shift(wide, 16, out=wide)
         scaled[a:b] = wide
-
-
-def _shares(n: int, threads: int) -> list[tuple[int, int]]:
-    """``n`` elements split into up to ``threads`` contiguous shares that start on a block."""
-    count = max(1, min(threads, n // SHARE))
-    size = -(-n // count // ELEMENTS_PER_BLOCK) * ELEMENTS_PER_BLOCK
-    return [(a, min(n, a + size)) for a in range(0, n, size)]
-
-
-def _on_all_threads(n: int, work, *args) -> None:
-    """``work(*args, start, stop)`` over shares of ``n`` elements, one a torch thread: this thread takes
-    the first, a pool made in this process (a forked child makes its own) the others."""
-    global _pool
-    shares = _shares(n, torch.get_num_threads())
-    others = []
-    if len(shares) > 1:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(shares) - 1:
-            _pool = (os.getpid(), len(shares) - 1,
-                     ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="gluebox-dropout"))
-        others = [_pool[2].submit(work, *args, a, b) for a, b in shares[1:]]
-    work(*args, *shares[0])
-    for future in others:
-        future.result()
 
 
 class Mask:
@@ -211,23 +182,22 @@ class Mask:
         n, drawing = x.numel(), self.kept is None
         if drawing:
             self.kept = np.empty(-(-n // 8), dtype=np.uint8)
-        if x.dtype == torch.bfloat16:  # x * s in torch (bfloat16's rounding), then times k in chunks on all threads
+        if x.dtype == torch.bfloat16:  # x * s in torch (bfloat16's rounding), then times k in NumPy chunks
             scaled = (x * scale(p)).contiguous()
             draw = (p, self.key, self.place) if drawing else None
-            _on_all_threads(n, _mask_bfloat16_numpy, scaled.view(-1).view(torch.uint16).numpy(), self.kept, draw)
+            _mask_bfloat16_numpy(scaled.view(-1).view(torch.uint16).numpy(), self.kept, draw)
             return scaled
         if x.dtype != torch.float32:  # other dtypes (float16, float64): the same mask, the product in torch
             if drawing:
-                _on_all_threads(n, _mask_numpy, self.kept, p, self.key, self.place)
+                _mask_numpy(self.kept, n, p, self.key, self.place)
             kept = torch.from_numpy(np.unpackbits(self.kept, count=n).view(np.bool_))
             return (x * scale(p)).mul_(kept.view(x.shape))
         source = x.detach().contiguous()
         out = torch.empty_like(source)
         if drawing:
-            _on_all_threads(n, _draw_numpy, source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p, self.key,
-                            self.place)
+            _draw_numpy(source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p, self.key, self.place)
         else:
-            _on_all_threads(n, _replay_numpy, source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p)
+            _replay_numpy(source.view(-1).numpy(), out.view(-1).numpy(), self.kept, p)
         return out
 
 
