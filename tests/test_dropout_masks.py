@@ -364,3 +364,50 @@ def test_attention_is_sdpas_math_kernel(mask_kind, dtype):
             assert torch.equal(ours[0, :, 2], expected[0, :, 2]) and not ours[0, :, 2].any()
     else:
         assert torch.equal(ours, expected)
+
+
+def test_attention_gradients_are_sdpas_and_the_heads_gradients_need_no_copy():
+    """Queries, keys and values split into heads as models split them (strided views of the projections):
+    :func:`attention`'s input gradients are sdpa's math kernel's bit for bit, and the queries' and keys'
+    gradients come back in the projections' layout, so that merging the heads again is a view, not a copy
+    (only the values' gradient, a matrix multiply's output, is copied)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def heads(projection):
+        return projection.view(3, 9, 4, 16).transpose(1, 2)
+
+    def gradients(attend):
+        generator = torch.Generator().manual_seed(0)
+        projections = [torch.randn(3, 9, 64, generator=generator, requires_grad=True) for _ in range(3)]
+        out = attend(*(heads(p) for p in projections))
+        copies = CopyCount()
+        with copies:
+            out.backward(torch.randn(out.shape, generator=generator))
+        return [p.grad for p in projections], copies.count
+
+    def ours(q, k, v):
+        masks = StepMasks((1, 0), 0, 0)
+        masks.draw = lambda x, p: x  # the dropout left out
+        with masks:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=0.1)
+
+    def sdpa(q, k, v):
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    (expected, _), (got, copies) = gradients(sdpa), gradients(ours)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert copies == 1
+
+
+class CopyCount(TorchDispatchMode):
+    """Counts the copies of tensors of 3 or more dimensions (what merging heads costs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.copy_.default, torch.ops.aten.clone.default) and args[0].dim() >= 3:
+            self.count += 1
+        return func(*args, **(kwargs or {}))

@@ -232,16 +232,20 @@ class _DenseProduct(torch.autograd.Function):
     """``t * factor`` written in a new contiguous tensor. Queries and keys split into heads are strided
     views of the projections: their product would keep those strides, and the matrix multiply would
     then copy it again to fold the batch and head dimensions (a pass over every query and key, twice
-    a layer with ``--recompute``). Same values; the gradient is ``grad * factor`` as the product's."""
+    a layer with ``--recompute``). Same values; the gradient is ``grad * factor`` as the product's,
+    written in the layout of ``t`` (its dimensions in the order of its strides): so the gradient of
+    the heads' view is a plain view of the projection's gradient, where a contiguous one would be
+    copied again to merge the heads (a pass over every query's and key's gradient)."""
 
     @staticmethod
     def forward(ctx, t, factor):
-        ctx.factor = factor
+        ctx.factor, ctx.layout = factor, torch.empty_like(t, device="meta")
         return torch.mul(t, factor, out=torch.empty(t.shape, dtype=t.dtype, device=t.device))
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.factor, None
+        out = torch.empty_like(ctx.layout, dtype=grad.dtype, device=grad.device)
+        return torch.mul(grad, ctx.factor, out=out), None
 
 
 def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, softmax_scale=None,
