@@ -295,6 +295,69 @@ def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert,
         assert multiplies == 0  # within bounds: the gradients as they were, no pass over them
 
 
+def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(tiny_bert):
+    """Between steps, :class:`EmbeddingGradient` zeroes the rows of the tokens the last step's sparse
+    gradients added into, not the whole vocabulary-sized buffer; the weights after steps of different
+    tokens are the same bit for bit as with the whole buffer zeroed each step, and a step whose gradients
+    NaN spread over every row (clipped by a NaN norm) gets the whole buffer zeroed."""
+    import lightning as L
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gluebox.data.batching import TrainBatch
+    from gluebox.training.classifier import EmbeddingGradient, OptimConfig, make_optimizer, train_step
+    from gluebox.training.dropout import DropoutStream
+
+    class Zeroings(TorchDispatchMode):
+        def __init__(self, buffer):
+            super().__init__()
+            self.buffer, self.whole, self.rows = buffer, 0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if self.buffer is not None and args and isinstance(args[0], torch.Tensor) \
+                    and args[0].data_ptr() == self.buffer.data_ptr():
+                if func in (torch.ops.aten.zero_.default, torch.ops.aten.fill_.Scalar):
+                    self.whole += 1
+                elif func is torch.ops.aten.index_fill_.int_Scalar:
+                    self.rows += args[2].numel()
+            return func(*args, **(kwargs or {}))
+
+    def steps(rows_only: bool, poison: int | None = None):
+        torch.manual_seed(0)
+        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
+        fabric = L.Fabric(accelerator="cpu", devices=1)
+        wrapped = fabric.setup_module(model)
+        optimizer, scheduler = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
+        optimizer = fabric.setup_optimizers(optimizer)
+        embedding = EmbeddingGradient(model, rows_only=rows_only)
+        generator = torch.Generator().manual_seed(3)
+        counts = []
+        for number in range(4):
+            low = 1000 + 500 * number  # each step's tokens partly new rows
+            micro_batches = [{"input_ids": torch.randint(low, low + 800, (4, 12), generator=generator),
+                              "attention_mask": torch.ones(4, 12, dtype=torch.long),
+                              "labels": torch.randint(0, 2, (4,), generator=generator)} for _ in range(2)]
+            zeroings = Zeroings(embedding.buffer)
+            with zeroings:
+                embedding.start()
+            assert not embedding.buffer.any()  # every step starts from a zero gradient
+            counts.append((zeroings.whole, zeroings.rows))
+            hook = model.classifier.weight.register_hook(lambda grad: torch.full_like(grad, float("nan"))) \
+                if number == poison else None
+            train_step(fabric, wrapped, optimizer, scheduler, TrainBatch(micro_batches, 8, 96), GLUE_TASKS["mrpc"],
+                       1.0, embedding, DropoutStream(1), number)
+            if hook is not None:
+                hook.remove()
+        return counts, [p.detach().clone() for p in model.parameters()]
+
+    counts, weights = steps(rows_only=True)
+    whole_counts, whole_weights = steps(rows_only=False)
+    assert all(torch.equal(a, b) for a, b in zip(weights, whole_weights))
+    assert [whole for whole, _ in whole_counts[1:]] == [1, 1, 1]
+    assert all(whole == 0 and 0 < rows <= 2 * 4 * 12 for whole, rows in counts[1:])
+    poisoned, _ = steps(rows_only=True, poison=1)
+    assert poisoned[1][0] == 0 and poisoned[2][0] == 1  # after the NaN step, the whole buffer
+
+
 def test_bf16_mixed_casts_hidden_states_once_for_the_query_key_and_value_maps(tiny_bert):
     """Under autocast, :class:`InputCasts` casts a float32 tensor that several linear maps read once a
     forward pass (BERT's query, key and value maps read the same hidden states: 2 casts fewer a layer),

@@ -94,7 +94,7 @@ def fit(fabric: L.Fabric, recipe, run, checkpoints, stop, resume_from: Path | No
     deterministic()
 
     model = fabric.setup_module(recipe.model)
-    embedding = EmbeddingGradient(recipe.model)
+    embedding = EmbeddingGradient(recipe.model, rows_only=fabric.world_size == 1)
     dropout = DropoutStream(config.seed, fabric.global_rank)
     sampler = recipe.batch_sampler
     steps_per_epoch = len(sampler)
