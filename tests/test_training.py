@@ -297,9 +297,10 @@ def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert,
 
 def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(tiny_bert):
     """Between steps, :class:`EmbeddingGradient` zeroes the rows of the tokens the last step's sparse
-    gradients added into, not the whole vocabulary-sized buffer; the weights after steps of different
-    tokens are the same bit for bit as with the whole buffer zeroed each step, and a step whose gradients
-    NaN spread over every row (clipped by a NaN norm) gets the whole buffer zeroed."""
+    gradients added into, not the whole vocabulary-sized buffer, and clipping multiplies only those rows;
+    the weights after steps of different tokens, clipped at every step, are the same bit for bit as with
+    the whole buffer zeroed and multiplied, and a step whose gradients NaN spread over every row
+    (clipped by a NaN norm) gets the whole buffer zeroed."""
     import lightning as L
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -313,9 +314,13 @@ def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(
             self.buffer, self.whole, self.rows = buffer, 0, 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if self.buffer is not None and args and isinstance(args[0], torch.Tensor) \
-                    and args[0].data_ptr() == self.buffer.data_ptr():
-                if func in (torch.ops.aten.zero_.default, torch.ops.aten.fill_.Scalar):
+            first = args[0] if args else None
+            tensors = first if isinstance(first, (list, tuple)) else [first]
+            if self.buffer is not None and any(isinstance(t, torch.Tensor) and t.layout == torch.strided
+                                               and t.data_ptr() == self.buffer.data_ptr()
+                                               and t.shape == self.buffer.shape for t in tensors):
+                if func in (torch.ops.aten.zero_.default, torch.ops.aten.fill_.Scalar) or \
+                        func.__name__.startswith(("mul_", "_foreach_mul_")):
                     self.whole += 1
                 elif func is torch.ops.aten.index_fill_.int_Scalar:
                     self.rows += args[2].numel()
@@ -340,11 +345,13 @@ def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(
             with zeroings:
                 embedding.start()
             assert not embedding.buffer.any()  # every step starts from a zero gradient
-            counts.append((zeroings.whole, zeroings.rows))
             hook = model.classifier.weight.register_hook(lambda grad: torch.full_like(grad, float("nan"))) \
                 if number == poison else None
-            train_step(fabric, wrapped, optimizer, scheduler, TrainBatch(micro_batches, 8, 96), GLUE_TASKS["mrpc"],
-                       1.0, embedding, DropoutStream(1), number)
+            multiplies = Zeroings(embedding.buffer)
+            with multiplies:
+                train_step(fabric, wrapped, optimizer, scheduler, TrainBatch(micro_batches, 8, 96), GLUE_TASKS["mrpc"],
+                           1e-4, embedding, DropoutStream(1), number)  # clipped at every step
+            counts.append((zeroings.whole, zeroings.rows, multiplies.whole))
             if hook is not None:
                 hook.remove()
         return counts, [p.detach().clone() for p in model.parameters()]
@@ -352,8 +359,10 @@ def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(
     counts, weights = steps(rows_only=True)
     whole_counts, whole_weights = steps(rows_only=False)
     assert all(torch.equal(a, b) for a, b in zip(weights, whole_weights))
-    assert [whole for whole, _ in whole_counts[1:]] == [1, 1, 1]
-    assert all(whole == 0 and 0 < rows <= 2 * 4 * 12 for whole, rows in counts[1:])
+    assert [whole for whole, _, _ in whole_counts[1:]] == [1, 1, 1]
+    assert all(multiplied > 0 for _, _, multiplied in whole_counts)  # clipped: the whole buffer
+    assert all(whole == 0 and 0 < rows <= 2 * 4 * 12 for whole, rows, _ in counts[1:])
+    assert [multiplied for _, _, multiplied in counts] == [0, 0, 0, 0]  # clipped: the written rows only
     poisoned, _ = steps(rows_only=True, poison=1)
     assert poisoned[1][0] == 0 and poisoned[2][0] == 1  # after the NaN step, the whole buffer
 

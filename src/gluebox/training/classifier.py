@@ -173,10 +173,11 @@ class EmbeddingGradient:
     The buffer is kept from step to step and zeroed in place: a new one each step is a fresh
     94 MB mapping whose pages the kernel must fault in and zero again. Only the rows a step's
     sparse gradients added into are zeroed again (a few thousand of DistilBERT's 30,522), noted
-    by a hook on the weight as each gradient arrives. The whole buffer is zeroed when it may hold
-    other nonzero rows: ``rows_only`` False (a multi-process run, whose gradients are summed over
-    the processes), a dense gradient arrived (a weight used elsewhere too), or :meth:`spread`
-    was called (clipping by a norm that is not finite multiplies every row).
+    by a hook on the weight as each gradient arrives; clipping, too, multiplies only those rows
+    (:meth:`written`). The whole buffer is zeroed when it may hold other nonzero rows: ``rows_only``
+    False (a multi-process run, whose gradients are summed over the processes), a dense gradient
+    arrived (a weight used elsewhere too), or :meth:`spread` was called (clipping by a norm that is
+    not finite multiplies every row).
     """
 
     def __init__(self, model: nn.Module, rows_only: bool = True):
@@ -196,6 +197,13 @@ class EmbeddingGradient:
         else:
             self.rows = None
 
+    def written(self) -> torch.Tensor | None:
+        """The rows of the gradient this step's sparse gradients added into (every other row is zero), or
+        None when that is not known."""
+        if not (self.rows_only and self.rows and self.weight.grad is self.buffer):
+            return None
+        return torch.cat(self.rows).unique()
+
     def spread(self) -> None:
         """Every row of the buffer may be nonzero now: the next step zeroes all of them."""
         self.rows = None
@@ -214,7 +222,8 @@ class EmbeddingGradient:
         self.weight.grad = self.buffer
 
 
-def clip_gradients(fabric, model, optimizer, max_norm: float) -> torch.Tensor:
+def clip_gradients(fabric, model, optimizer, max_norm: float,
+                   embedding: EmbeddingGradient | None = None) -> torch.Tensor:
     """Scale the gradients so that their total norm is at most ``max_norm``: ``fabric.clip_gradients``,
     less its multiply by 1 when the norm is within bounds.
 
@@ -222,7 +231,10 @@ def clip_gradients(fabric, model, optimizer, max_norm: float) -> torch.Tensor:
     1e-6))``, so that a GPU need not wait for the norm to decide. On the CPU there is nothing to wait
     for, and multiplying by 1 changes no bit: the multiply (a pass over every gradient, 67 million
     for DistilBERT) runs only when it clips, or when the norm is not finite (NaN then spreads as
-    before). Elsewhere Fabric's clipping runs as it is. Returns the gradients' total norm."""
+    before). With ``embedding``, the word embeddings' gradient is multiplied only in the rows the step
+    wrote (:meth:`EmbeddingGradient.written`; the others are zeros, which a finite factor leaves
+    zero): the same bits for a few thousand of its rows instead of all 30,522. Elsewhere Fabric's
+    clipping runs as it is. Returns the gradients' total norm."""
     if fabric.device.type != "cpu":
         return fabric.clip_gradients(model, optimizer, max_norm=max_norm, error_if_nonfinite=False)
     precision = fabric.strategy.precision
@@ -230,8 +242,16 @@ def clip_gradients(fabric, model, optimizer, max_norm: float) -> torch.Tensor:
     parameters = list(precision.main_params(optimizer))
     total = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None], 2.0,
                                           error_if_nonfinite=False)
-    if not bool(max_norm / (total + 1e-6) >= 1.0):
+    if bool(max_norm / (total + 1e-6) >= 1.0):
+        return total
+    rows = embedding.written() if embedding is not None and bool(torch.isfinite(total)) else None
+    if rows is None:
         torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, total)
+        return total
+    torch.nn.utils.clip_grads_with_norm_([p for p in parameters if p is not embedding.weight], max_norm, total)
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # clip_grads_with_norm_'s
+    gradient = embedding.weight.grad
+    gradient.index_copy_(0, rows, gradient.index_select(0, rows).mul_(factor))
     return total
 
 
@@ -258,7 +278,7 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
                     loss = loss * 0.0
                 fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
             batch_loss += loss.detach()
-    if clip > 0 and not bool(torch.isfinite(clip_gradients(fabric, model, optimizer, clip))):
+    if clip > 0 and not bool(torch.isfinite(clip_gradients(fabric, model, optimizer, clip, embedding))):
         embedding.spread()  # multiplied by NaN: every row of the embedding's gradient
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
