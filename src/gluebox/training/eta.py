@@ -35,12 +35,13 @@ SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
 """Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (docs/performance.md, "Against
 the course project's own training"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
 with micro-batches)."""
-BF16_SHARE_OF_MATMUL_SPEED = 0.37
+BF16_SHARE_OF_MATMUL_SPEED = 0.40
 """The same under ``--precision bf16-mixed``, over the bfloat16 matrix-multiply speed the time probe
 measures: the rest of the step (casts, LayerNorm, dropout, AdamW) does not get faster with the matrix
-multiplies. ``benchmarks/results-bf16.json``: a whole DistilBERT-shaped epoch 2.21x as fast as float32's,
+multiplies. ``benchmarks/results-bf16.json``: a whole DistilBERT-shaped epoch 2.37x as fast as float32's,
 where the time probe measured bfloat16 at about 3.9x float32 (1136-1390 against 271-321 GFLOP/s; 2 Intel
-Xeon CPUs with AMX): 0.66 x 2.21 / 3.9. (0.09 before, from a run on a machine loaded 3 to 4 times over.)"""
+Xeon CPUs with AMX): 0.66 x 2.37 / 3.9. (0.37 at 2.21x; 0.09 before, from a run on a machine loaded 3 to 4
+times over.)"""
 BF16_HINT_RATIO = 2.0
 """bfloat16 matrix multiplies at least this many times faster than float32: the run suggests bf16-mixed."""
 
