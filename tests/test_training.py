@@ -193,16 +193,29 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_bert):
     assert "bert.encoder.layer.0.attention.self.query.weight" in decay_names
 
 
+def tiny_trainer(tiny_bert, precision: str = "32-true"):
+    """A tiny BERT with its Fabric (CPU, ``precision``), optimizer and schedule, the same weights every time."""
+    import lightning as L
+
+    from gluebox.training.classifier import OptimConfig, make_optimizer
+
+    torch.manual_seed(0)
+    model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
+    fabric = L.Fabric(accelerator="cpu", devices=1, precision=precision)
+    wrapped = fabric.setup_module(model)
+    optimizer, scheduler = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
+    return model, fabric, wrapped, fabric.setup_optimizers(optimizer), scheduler
+
+
 def test_bf16_mixed_casts_each_weight_once_a_step_whatever_its_micro_batches(tiny_bert, monkeypatch):
     """Under --precision bf16-mixed a step of 3 micro-batches casts each weight matrix to bfloat16 once
     (autocast's cache kept for the step), not once per micro-batch; and the step's results are the same
     bit for bit as with the casts made again for every micro-batch."""
-    import lightning as L
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from gluebox.data.batching import TrainBatch
     from gluebox.training import classifier
-    from gluebox.training.classifier import EmbeddingGradient, OptimConfig, make_optimizer, train_step
+    from gluebox.training.classifier import EmbeddingGradient, train_step
     from gluebox.training.dropout import DropoutStream
 
     class CountCasts(TorchDispatchMode):
@@ -224,12 +237,7 @@ def test_bf16_mixed_casts_each_weight_once_a_step_whatever_its_micro_batches(tin
                       "labels": torch.randint(0, 2, (4,), generator=generator)} for _ in range(3)]
 
     def one_step():
-        torch.manual_seed(0)
-        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
-        fabric = L.Fabric(accelerator="cpu", devices=1, precision="bf16-mixed")
-        wrapped = fabric.setup_module(model)
-        optimizer, scheduler = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
-        optimizer = fabric.setup_optimizers(optimizer)
+        model, fabric, wrapped, optimizer, scheduler = tiny_trainer(tiny_bert, "bf16-mixed")
         matrices = [p for p in model.parameters() if p.ndim == 2 and p is not model.get_input_embeddings().weight]
         counter = CountCasts(matrices)
         with counter:
@@ -252,10 +260,9 @@ def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert,
     ``clip_gradients`` does: clipped when their norm is over ``max_norm``, zeros and NaN when the norm is
     infinite, NaN everywhere when it is NaN; and when the norm is within bounds it multiplies no gradient (PyTorch's multiplies every
     gradient by 1, a pass over all of them each step)."""
-    import lightning as L
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from gluebox.training.classifier import OptimConfig, clip_gradients, make_optimizer
+    from gluebox.training.classifier import clip_gradients
 
     class CountMultiplies(TorchDispatchMode):
         count = 0
@@ -266,12 +273,7 @@ def test_clipping_is_fabrics_to_the_bit_and_skips_its_multiply_by_one(tiny_bert,
             return func(*args, **(kwargs or {}))
 
     def gradients(clip):
-        torch.manual_seed(0)
-        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
-        fabric = L.Fabric(accelerator="cpu", devices=1)
-        wrapped = fabric.setup_module(model)
-        optimizer, _ = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
-        optimizer = fabric.setup_optimizers(optimizer)
+        model, fabric, wrapped, optimizer, _ = tiny_trainer(tiny_bert)
         ids = torch.randint(1000, 3000, (4, 12), generator=torch.Generator().manual_seed(1))
         fabric.backward(wrapped(input_ids=ids).logits.float().pow(2).sum())
         if non_finite:
@@ -301,11 +303,10 @@ def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(
     the weights after steps of different tokens, clipped at every step, are the same bit for bit as with
     the whole buffer zeroed and multiplied, and a step whose gradients NaN spread over every row
     (clipped by a NaN norm) gets the whole buffer zeroed."""
-    import lightning as L
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from gluebox.data.batching import TrainBatch
-    from gluebox.training.classifier import EmbeddingGradient, OptimConfig, make_optimizer, train_step
+    from gluebox.training.classifier import EmbeddingGradient, train_step
     from gluebox.training.dropout import DropoutStream
 
     class Zeroings(TorchDispatchMode):
@@ -327,12 +328,7 @@ def test_the_embeddings_gradient_is_zeroed_again_only_where_steps_added_into_it(
             return func(*args, **(kwargs or {}))
 
     def steps(rows_only: bool, poison: int | None = None):
-        torch.manual_seed(0)
-        model = load_model(tiny_bert, GLUE_TASKS["mrpc"], 0.1, 64)
-        fabric = L.Fabric(accelerator="cpu", devices=1)
-        wrapped = fabric.setup_module(model)
-        optimizer, scheduler = make_optimizer(model, OptimConfig(1e-3, 0.01, 1e-8, 0, 1.0), 10, fabric.device)
-        optimizer = fabric.setup_optimizers(optimizer)
+        model, fabric, wrapped, optimizer, scheduler = tiny_trainer(tiny_bert)
         embedding = EmbeddingGradient(model, rows_only=rows_only)
         generator = torch.Generator().manual_seed(3)
         counts = []
