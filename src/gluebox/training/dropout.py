@@ -23,10 +23,12 @@ mask is computed: on the CPU, NumPy's Philox draws a mask and NumPy applies it, 
 that stays in the core's cache; elsewhere (a GPU) the same bits come from torch integer operations.
 On one thread: in a training step torch's OpenMP workers spin for a while after each parallel
 operation, and a second NumPy thread would share a core with one of them. Measured in whole steps
-(docs/performance.md), drawing on two threads made a DistilBERT step slower than on one. Each mask is drawn once, in the forward pass, and kept 1
-bit an element (:class:`Mask`; a DistilBERT micro-batch's take about 3 MB, a 32nd of its float32
-activations): the backward pass and the recomputation of the attention (:mod:`gluebox.training.lean`)
-apply the kept bits instead of drawing again, the draw being most of dropout's cost.
+(docs/performance.md), drawing on two threads made a DistilBERT step slower than on one.
+
+Each mask is drawn once, in the forward pass, and kept 1 bit an element (:class:`Mask`; a DistilBERT
+micro-batch's take about 3 MB, a 32nd of its float32 activations): the backward pass and the
+recomputation of the attention (:mod:`gluebox.training.lean`) apply the kept bits instead of drawing
+again, the draw being most of dropout's cost.
 
 **Where dropout is called.** While a training step's forward pass runs, :class:`StepMasks` (a
 ``TorchFunctionMode``) answers ``torch.nn.functional.dropout`` (every ``nn.Dropout`` module, the
@@ -145,10 +147,11 @@ def _mask_numpy(bits: np.ndarray, n: int, p: float, key, place: Place) -> None:
 
 
 def _mask_bfloat16_numpy(scaled: np.ndarray, bits: np.ndarray, draw: tuple | None) -> None:
-    """``scaled *= k`` in place over a bfloat16 tensor's bits (uint16), a chunk at a time, ``k`` drawn (``draw``: ``(p, key, place)``) and kept in ``bits``, or (``draw``
-    None) taken from ``bits``. NumPy has no bfloat16, but a bfloat16 is a float32's upper half: each chunk
-    is widened exactly, multiplied by its mask as float32 (the same IEEE product as torch's, signed zeros
-    and NaN included) and narrowed back exactly (``x * 1`` and ``x * 0`` are bfloat16 values)."""
+    """``scaled *= k`` in place over a bfloat16 tensor's bits (uint16), a chunk at a time, ``k`` drawn
+    (``draw``: ``(p, key, place)``) and kept in ``bits``, or (``draw`` None) taken from ``bits``. NumPy
+    has no bfloat16, but a bfloat16 is a float32's upper half: each chunk is widened exactly, multiplied
+    by its mask as float32 (the same IEEE product as torch's, signed zeros and NaN included) and narrowed
+    back exactly (``x * 1`` and ``x * 0`` are bfloat16 values)."""
     for a in range(0, scaled.size, CHUNK):
         b = min(scaled.size, a + CHUNK)
         if draw is None:
