@@ -278,8 +278,10 @@ def train_step(fabric, model, optimizer, scheduler, batch: TrainBatch, task: Tas
                     loss = loss * 0.0
                 fabric.backward(loss * batch.world_size if batch.world_size > 1 else loss)
             batch_loss += loss.detach()
-    if clip > 0 and not bool(torch.isfinite(clip_gradients(fabric, model, optimizer, clip, embedding))):
-        embedding.spread()  # multiplied by NaN: every row of the embedding's gradient
+    if clip > 0:
+        total = clip_gradients(fabric, model, optimizer, clip, embedding)
+        if fabric.device.type != "cpu" or not bool(torch.isfinite(total)):
+            embedding.spread()  # NaN may have spread to every row; on a GPU, reading the norm would wait for it
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
