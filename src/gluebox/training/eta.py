@@ -6,7 +6,7 @@ Before training (printed beside the memory plan, and in ``gluebox glue``'s plan)
 tokens, plus 2 x that per validation token) at the speed of this machine's matrix multiplies in
 the run's precision (float32, or bfloat16 under ``--precision bf16-mixed``), measured for a
 fraction of a second on constant matrices (:func:`matmul_speeds`), times the share of that speed
-training reached in ``benchmarks/bench_train.py`` (in float32 0.66 with whole batches, 0.41
+training reached in ``benchmarks/bench_train.py`` (in float32 0.80 with whole batches, 0.41
 under a memory budget's micro-batches), plus the fixed work of every optimizer step: AdamW and
 clipping over every parameter, and the operators of each layer, which cost the same on a short
 batch as on a long one.
@@ -31,17 +31,22 @@ import numpy as np
 
 from gluebox.training.memory import model_shape
 
-SHARE_OF_MATMUL_SPEED = {False: 0.66, True: 0.41}
-"""Useful FLOP/s of a DistilBERT training step over the fp32 ``torch.mm`` peak (docs/performance.md, "Against
-the course project's own training"): freed memory kept for reuse (the defaults), and returned to the OS at once (under a budget,
-with micro-batches)."""
-BF16_SHARE_OF_MATMUL_SPEED = 0.40
+SHARE_OF_MATMUL_SPEED = {False: 0.80, True: 0.41}
+"""The share of the time probe's float32 speed at which a training step's useful work runs, the fixed
+work of each step (:data:`STEP_SECONDS_PER_PARAMETER`, :data:`STEP_SECONDS_PER_LAYER`) apart: freed
+memory kept for reuse (the defaults), and returned to the OS at once (under a budget, with
+micro-batches). 0.80 fits the MRPC epochs measured by ``benchmarks/bench_train.py`` on 2 Intel Xeon
+CPUs whose time probe gives 338 GFLOP/s: DistilBERT-shaped, training and validation 207.6 s
+(``results-bf16.json``), estimated 9% over; all-MiniLM-L6-v2, training alone 68.0 s
+(``results-course-minilm.json``), estimated 64.1 s, 6% under (the smaller model's matrix multiplies run
+further from the peak). It was 0.66, fitted to an earlier, slower version: 29% over today's DistilBERT
+epoch. 0.41 was fitted to that earlier version too, and has not been measured again."""
+BF16_SHARE_OF_MATMUL_SPEED = 0.66
 """The same under ``--precision bf16-mixed``, over the bfloat16 matrix-multiply speed the time probe
-measures: the rest of the step (casts, LayerNorm, dropout, AdamW) does not get faster with the matrix
-multiplies. ``benchmarks/results-bf16.json``: a whole DistilBERT-shaped epoch 2.37x as fast as float32's,
-where the time probe measured bfloat16 at about 3.9x float32 (1136-1390 against 271-321 GFLOP/s; 2 Intel
-Xeon CPUs with AMX): 0.66 x 2.37 / 3.9. (0.37 at 2.21x; 0.09 before, from a run on a machine loaded 3 to 4
-times over.)"""
+measures: the rest of the step (casts, LayerNorm, dropout) does not get faster with the matrix
+multiplies. The DistilBERT-shaped epoch and validation of ``results-bf16.json`` took 86.4 s on the
+same machine, whose time probe gives 1326 GFLOP/s in bfloat16 (3.9x float32): estimated 6% over. (It
+was 0.40, beside float32's 0.66: 55% over.)"""
 BF16_HINT_RATIO = 2.0
 """bfloat16 matrix multiplies at least this many times faster than float32: the run suggests bf16-mixed."""
 
