@@ -8,11 +8,13 @@ in float32; ``--precision 32,bf16-mixed`` both, taking turns like the generators
 
 ``--generators philox,torch`` profiles each dropout generator over the same batches, the two taking
 turns step by step in this one process (``GLUEBOX_DROPOUT_GENERATOR`` is read at every step). For
-each it reports the mean step time, the time in gluebox's dropout (its masks drawn and applied; NumPy
-work the profiler does not see, timed around :meth:`gluebox.training.dropout.Mask.apply`), the time in
-PyTorch's dropout draws (``aten::bernoulli_``), and the operations with the most self CPU time.
-"Outside operations" is the step's wall time less the self time of every profiled operation and of
-gluebox's dropout: Python, the autograd engine's bookkeeping, and threads waiting.
+each it reports the mean step time, the time in gluebox's dropout (its masks drawn and applied, timed
+around :meth:`gluebox.training.dropout.Mask.apply`; in the profile, NumPy's work is the self time of the
+``_Dropout`` and ``_DropoutBackward`` entries it runs in), the time in PyTorch's dropout draws
+(``aten::bernoulli_``), and the operations with the most self CPU time. "Outside operations" is the
+step's wall time less the self time of every profiled operation: Python, the autograd engine's
+bookkeeping, and threads waiting. (Before, it also subtracted gluebox's dropout, which the profile
+already counts: it came out negative.)
 
 ``--by_shape`` adds, for each way, the operations other than matrix multiplies summed by the kind of
 their inputs' shapes (each dimension written as itself when it is a model constant such as 768,
@@ -121,7 +123,7 @@ def profile(model: str, args) -> str:
         wall = sum(walls[way])
         self_total = sum(e.self_cpu_time_total for e in events) / 1e6
         bernoulli = sum(e.cpu_time_total for e in events if e.key == "aten::bernoulli_") / 1e6
-        outside = wall - self_total - drop[way]
+        outside = wall - self_total  # gluebox's dropout (NumPy's work too) is _Dropout's and _DropoutBackward's self time
         lines += ["", f"== precision {way[0]}, {way[1]}: {statistics.mean(walls[way]):.3f} s a step; gluebox dropout "
                       f"{drop[way] / wall:.1%}, aten::bernoulli_ {bernoulli / wall:.1%}, outside operations "
                       f"{outside / wall:.1%} ({outside / len(timed) * 1e3:.0f} ms a step)",
