@@ -13,6 +13,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import stratified  # noqa: E402
+from profile_step import by_shape  # noqa: E402
 
 
 def test_stratified_sample_spans_the_length_distribution():
@@ -26,6 +27,23 @@ def test_stratified_sample_spans_the_length_distribution():
     assert min(picked) < sorted(sizes)[8] and max(picked) > sorted(sizes)[-8]
     assert stratified(batches, sizes, 0) == batches
     assert stratified(batches, sizes, 500) == batches
+
+
+def test_the_profile_sums_operations_by_kind_of_shape_leaving_out_matrix_multiplies():
+    from types import SimpleNamespace
+
+    def event(key, shapes, ms, count):
+        return SimpleNamespace(key=key, input_shapes=shapes, self_cpu_time_total=ms * 1e3, count=count)
+
+    events = [event("aten::copy_", [[2016, 3072], [2016, 3072], []], 6.0, 1),
+              event("aten::copy_", [[1824, 3072], [1824, 3072], []], 4.0, 1),  # same kind: summed with the first
+              event("aten::copy_", [[1824, 768], [1824, 768], []], 3.0, 5),
+              event("aten::mm", [[2016, 768], [768, 3072]], 900.0, 10),  # a matrix multiply: left out
+              event("_Dropout", [[32, 12, 54, 54]], 50.0, 12)]  # not an aten operation: left out
+    rows = by_shape(events, steps=2, top=5)[2:]
+    assert [row.split() for row in rows] == [["aten::copy_", "5.00", "1.0", "Nx3072", "Nx3072", "s"],
+                                             ["aten::copy_", "1.50", "2.5", "Nx768", "Nx768", "s"]]
+    assert len(by_shape(events, steps=2, top=1)) == 3
 
 
 def run_benchmark(model: str, shared_glue, tmp_path, ways: str, warmup: int, steps: int) -> dict:
