@@ -416,8 +416,8 @@ def test_an_existing_suite_is_continued_only_with_resume_and_its_own_settings(su
 
 def test_the_estimate_matches_the_measured_distilbert_epoch_and_warns_of_days():
     """benchmarks/results-bf16.json: a DistilBERT-shaped model, 1 epoch of MRPC (115 steps, 199,148 padded
-    training tokens) and its validation (31,616 padded tokens) took 207.6 s on 2 CPUs whose time probe
-    multiplies float32 matrices at 338 GFLOP/s."""
+    training tokens) and its validation (31,616 padded tokens) took 207.6 and 211.1 s in two runs on 2 CPUs
+    whose time probe, run between them, multiplied float32 matrices at 338 GFLOP/s."""
     from gluebox.suite.plan import SuitePlan, TaskPlan, estimate_seconds
 
     parameters, embeddings = 66_955_010, 30522 * 768 + 512 * 768 + 2 * 768
