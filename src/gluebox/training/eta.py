@@ -32,23 +32,22 @@ import numpy as np
 from gluebox.training.memory import model_shape
 
 SHARE_OF_MATMUL_SPEED = {False: 0.80, True: 0.41}
-"""The share of the time probe's float32 speed at which a training step's useful work runs, the fixed
-work of each step (:data:`STEP_SECONDS_PER_PARAMETER`, :data:`STEP_SECONDS_PER_LAYER`) apart: freed
-memory kept for reuse (the defaults), and returned to the OS at once (under a budget, with
-micro-batches). 0.80 fits the MRPC epochs measured by ``benchmarks/bench_train.py`` in two runs on 2 Intel
-Xeon CPUs (commits 2669198 and 86ee519, the same training code; the time probe, run between them, gave
-338 GFLOP/s):
-DistilBERT-shaped, training and validation 207.6 and 211.1 s (``results-bf16.json``), estimated 226 s,
-7 to 9% over; all-MiniLM-L6-v2, training alone 68.0 and 70.3 s (``results-course-minilm.json``),
-estimated 64.1 s, 6 to 9% under (the smaller model's matrix multiplies run further from the peak). It
-was 0.66, fitted to an earlier, slower version: 29% over DistilBERT's epoch of this version. 0.41 was
-fitted to that earlier version too, and has not been measured again."""
+"""The share of the time probe's float32 speed at which a training step's useful work runs, the fixed work of
+each step (:data:`STEP_SECONDS_PER_PARAMETER`, :data:`STEP_SECONDS_PER_LAYER`) apart: freed memory kept for
+reuse (the defaults), and returned to the OS at once (under a budget, with micro-batches). 0.80 fits the
+MRPC epochs measured by ``benchmarks/bench_train.py`` in two runs on 2 Intel Xeon CPUs (commits 2669198 and
+86ee519, the same training code; the time probe, run between them, gave 338 GFLOP/s): DistilBERT-shaped,
+training and validation 207.6 and 211.1 s (``results-bf16.json``), estimated 226 s, 7 to 9% over; all-
+MiniLM-L6-v2, training alone 68.0 and 70.3 s (``results-course-minilm.json``), estimated 64.1 s, 6 to 9%
+under (the smaller model's matrix multiplies run further from the peak). It was 0.66, fitted to an earlier,
+slower version: 29% over DistilBERT's epoch of this version. 0.41 was fitted to that earlier version too,
+and has not been measured again."""
 BF16_SHARE_OF_MATMUL_SPEED = 0.66
-"""The same under ``--precision bf16-mixed``, over the bfloat16 matrix-multiply speed the time probe
-measures: the rest of the step (casts, LayerNorm, dropout) does not get faster with the matrix
-multiplies. The DistilBERT-shaped epoch and validation of ``results-bf16.json`` took 86.4 and 87.7 s in
-the same two runs, with the time probe at 1326 GFLOP/s in bfloat16 (3.9x float32; run between them): estimated 91 s, 4 to
-6% over. (It was 0.40, beside float32's 0.66: 55% over.)"""
+"""The same under ``--precision bf16-mixed``, over the bfloat16 matrix-multiply speed the time probe measures:
+the rest of the step (casts, LayerNorm, dropout) does not get faster with the matrix multiplies. The
+DistilBERT-shaped epoch and validation of ``results-bf16.json`` took 86.4 and 87.7 s in the same two runs,
+with the time probe at 1326 GFLOP/s in bfloat16 (3.9x float32; run between them): estimated 91 s, 4 to 6%
+over. (It was 0.40, beside float32's 0.66: 55% over.)"""
 BF16_HINT_RATIO = 2.0
 """bfloat16 matrix multiplies at least this many times faster than float32: the run suggests bf16-mixed."""
 
