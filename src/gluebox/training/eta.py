@@ -37,8 +37,8 @@ each step (:data:`STEP_SECONDS_PER_PARAMETER`, :data:`STEP_SECONDS_PER_LAYER`) a
 reuse (the defaults), and returned to the OS at once (under a budget, with micro-batches). 0.80 fits the
 MRPC epochs measured by ``benchmarks/bench_train.py`` in two runs on 2 Intel Xeon CPUs (commits 2669198 and
 86ee519, the same training code; the time probe, run between them, gave 338 GFLOP/s): DistilBERT-shaped,
-training and validation 207.6 and 211.1 s (``results-bf16.json``), estimated 226 s, 7 to 9% over; all-
-MiniLM-L6-v2, training alone 68.0 and 70.3 s (``results-course-minilm.json``), estimated 64.1 s, 6 to 9%
+training and validation 207.6 and 211.1 s (``results-bf16.json``), estimated 226 s, 7 to 9% over;
+all-MiniLM-L6-v2, training alone 68.0 and 70.3 s (``results-course-minilm.json``), estimated 64.1 s, 6 to 9%
 under (the smaller model's matrix multiplies run further from the peak). It was 0.66, fitted to an earlier,
 slower version: 29% over DistilBERT's epoch of this version. 0.41 was fitted to that earlier version too,
 and has not been measured again."""
