@@ -13,8 +13,7 @@ around :meth:`gluebox.training.dropout.Mask.apply`; in the profile, NumPy's work
 ``_Dropout`` and ``_DropoutBackward`` entries it runs in), the time in PyTorch's dropout draws
 (``aten::bernoulli_``), and the operations with the most self CPU time. "Outside operations" is the
 step's wall time less the self time of every profiled operation: Python, the autograd engine's
-bookkeeping, and threads waiting. (Before, it also subtracted gluebox's dropout, which the profile
-already counts: it came out negative.)
+bookkeeping, and threads waiting.
 
 ``--by_shape`` adds, for each way, the operations other than matrix multiplies summed by the kind of
 their inputs' shapes (each dimension written as itself when it is a model constant such as 768,
